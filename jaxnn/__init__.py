@@ -1,0 +1,20 @@
+"""jaxnn: pure-function layers whose backprop is written out by hand, beside autodiff."""
+
+from jaxnn import backprop, initializers, losses
+from jaxnn.backprop import as_custom_vjp, value_and_grad
+from jaxnn.core import FanInConcat, FanInSum, FanOut, Layer, LayerError, make_layer, parallel, serial
+from jaxnn.layers import (
+    AvgPool, Conv2D, ConvParams, Dense, DenseParams, Flatten, Heaviside, Identity, LogSoftmax,
+    MaxPool, Relu, Reshape, Sigmoid, Softmax, Tanh,
+)
+from jaxnn.training import eval_step, train_step
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AvgPool", "Conv2D", "ConvParams", "Dense", "DenseParams", "FanInConcat", "FanInSum",
+    "FanOut", "Flatten", "Heaviside", "Identity", "Layer", "LayerError", "LogSoftmax",
+    "MaxPool", "Relu", "Reshape", "Sigmoid", "Softmax", "Tanh", "as_custom_vjp", "backprop",
+    "eval_step", "initializers", "losses", "make_layer", "parallel", "serial", "train_step",
+    "value_and_grad",
+]
