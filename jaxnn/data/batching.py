@@ -1,0 +1,90 @@
+"""Host-side preprocessing and mini-batching, in numpy.
+
+The order of examples in an epoch depends only on ``(seed, epoch)``, never on how many batches were
+drawn before, so a run resumed from a checkpoint at epoch ``e`` sees exactly the batches it would have
+seen without the interruption.
+"""
+
+from collections.abc import Iterator
+
+import numpy as np
+
+__all__ = ["add_channel_axis", "batches", "epoch_permutation", "normalize", "train_val_split"]
+
+MNIST_MEAN = 0.1307  # of the training images' pixels, scaled to [0, 1]
+MNIST_STD = 0.3081
+
+
+def normalize(images: np.ndarray, mean: float = MNIST_MEAN, std: float = MNIST_STD) -> np.ndarray:
+    """``(images / 255 - mean) / std`` as float32, any shape.
+
+    The uint8 pixels 0..255 are scaled to [0, 1] first, so `mean` and `std` are in [0, 1] units; the
+    defaults are MNIST's training-set values, which give those pixels mean ≈ 0 and std ≈ 1.
+    """
+    scaled = np.asarray(images, np.float32) / np.float32(255)
+    return (scaled - np.float32(mean)) / np.float32(std)
+
+
+def add_channel_axis(images: np.ndarray) -> np.ndarray:
+    """(N, H, W) -> (N, H, W, 1), the NHWC layout the convolution layers take; a view, not a copy."""
+    return images[..., np.newaxis]
+
+
+def train_val_split(images: np.ndarray, labels: np.ndarray, n_val: int, seed: int
+                    ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """Hold out `n_val` random examples for validation.
+
+    Args:
+      images: (N, ...) any dtype.
+      labels: (N,).
+      n_val: validation examples, 0 <= n_val <= N.
+      seed: picks the held-out examples; the same seed always holds out the same ones.
+
+    Returns:
+      ``((train_images, train_labels), (val_images, val_labels))`` with N - n_val and n_val examples,
+      each part in the original record order.
+    """
+    n = len(images)
+    if len(labels) != n:
+        raise ValueError(f"images has {n} examples but labels has {len(labels)}")
+    if not 0 <= n_val <= n:
+        raise ValueError(f"n_val must be in [0, {n}], got {n_val}")
+    is_val = np.zeros(n, bool)
+    is_val[np.random.default_rng(seed).choice(n, n_val, replace=False)] = True
+    return (images[~is_val], labels[~is_val]), (images[is_val], labels[is_val])
+
+
+def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
+    """The order of examples in `epoch`: a permutation of ``range(n)`` (int64, shape (n,)).
+
+    A function of ``(seed, epoch)`` alone (both non-negative ints), so it can be recomputed on resume.
+    """
+    return np.random.default_rng((seed, epoch)).permutation(n)
+
+
+def batches(images: np.ndarray, labels: np.ndarray, batch_size: int, *, seed: int | None, epoch: int = 0,
+            drop_remainder: bool = True) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """One epoch of mini-batches, shuffled by `epoch_permutation(N, seed, epoch)`.
+
+    Args:
+      images: (N, ...) any dtype.
+      labels: (N,).
+      batch_size: examples per batch.
+      seed: shuffling seed; None keeps the record order (for evaluation).
+      epoch: which epoch's order to use.
+      drop_remainder: leave out the last N % batch_size examples, so every batch has the same shape and
+        a jitted step compiles once. With False the last batch is smaller.
+
+    Yields:
+      ``(images[idx], labels[idx])``: (batch_size, ...) and (batch_size,) numpy arrays, copies.
+    """
+    n = len(images)
+    if len(labels) != n:
+        raise ValueError(f"images has {n} examples but labels has {len(labels)}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    order = np.arange(n) if seed is None else epoch_permutation(n, seed, epoch)
+    stop = n - n % batch_size if drop_remainder else n
+    for start in range(0, stop, batch_size):
+        idx = order[start:start + batch_size]
+        yield images[idx], labels[idx]
