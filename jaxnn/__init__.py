@@ -2,7 +2,9 @@
 
 from jaxnn import backprop, initializers, losses
 from jaxnn.backprop import as_custom_vjp, value_and_grad
-from jaxnn.core import FanInConcat, FanInSum, FanOut, Layer, LayerError, make_layer, parallel, serial
+from jaxnn.core import (
+    FanInConcat, FanInSum, FanOut, Layer, LayerError, LayerTypeError, make_layer, parallel, serial,
+)
 from jaxnn.layers import (
     AvgPool, Conv2D, ConvParams, Dense, DenseParams, Flatten, Heaviside, Identity, LogSoftmax,
     MaxPool, Relu, Reshape, Sigmoid, Softmax, Tanh,
@@ -13,7 +15,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AvgPool", "Conv2D", "ConvParams", "Dense", "DenseParams", "FanInConcat", "FanInSum",
-    "FanOut", "Flatten", "Heaviside", "Identity", "Layer", "LayerError", "LogSoftmax",
+    "FanOut", "Flatten", "Heaviside", "Identity", "Layer", "LayerError", "LayerTypeError", "LogSoftmax",
     "MaxPool", "Relu", "Reshape", "Sigmoid", "Softmax", "Tanh", "as_custom_vjp", "backprop",
     "eval_step", "initializers", "losses", "make_layer", "parallel", "serial", "train_step",
     "value_and_grad",

@@ -55,6 +55,10 @@ class LayerError(ValueError):
     """Bad shape, rank or argument for a layer; the message names the layer."""
 
 
+class LayerTypeError(TypeError):
+    """Wrong dtype or argument type for a layer; the message names the layer."""
+
+
 def make_layer(
     name: str,
     init: InitFn,
@@ -73,8 +77,8 @@ def make_layer(
 
 # --------------------------------------------------------------------------- checks
 def fail(layer: str, message: str, *, exc: type[Exception] = LayerError):
-    """Raise `exc` with the message prefixed by the layer's name."""
-    raise exc(f"{layer}: {message}")
+    """Raise a LayerError (exc=ValueError) or LayerTypeError (exc=TypeError) naming the layer."""
+    raise (LayerTypeError if issubclass(exc, TypeError) else LayerError)(f"{layer}: {message}")
 
 
 def check_shape(layer: str, shape: Any, *, ndim: int | None = None, min_ndim: int = 1) -> Shape:
@@ -114,7 +118,12 @@ def check_input(layer: str, x: Any, *, ndim: int | None = None, trailing: Shape 
 
 def positive_ints(layer: str, what: str, value: Any, n: int) -> tuple[int, ...]:
     """Normalise an int or an n-sequence of ints to an n-tuple; reject non-positive values."""
-    vals = (value,) * n if isinstance(value, int) else tuple(value)
+    if isinstance(value, int):
+        vals = (value,) * n
+    elif isinstance(value, (tuple, list)):
+        vals = tuple(value)
+    else:
+        vals = ()
     if len(vals) != n or not all(isinstance(v, int) and not isinstance(v, bool) for v in vals):
         fail(layer, f"{what} must be an int or {n} ints, got {value!r}", exc=TypeError)
     if any(v <= 0 for v in vals):
@@ -131,9 +140,12 @@ def numel(shape: Sequence[int]) -> int:
     return math.prod(shape)
 
 
+_OURS = (LayerError, LayerTypeError)  # errors from JAX itself pass through unchanged
+
+
 def _located(where: str, err: Exception) -> Exception:
-    """The same exception type with the position in a combinator prefixed."""
-    return type(err)(f"{where}: {err}")
+    """The same exception type with the position in a combinator prefixed, e.g. "serial[2] "."""
+    return type(err)(f"{where} {err}")
 
 
 # ----------------------------------------------------------------------- combinators
@@ -146,8 +158,8 @@ def serial(*layers: Layer) -> Layer:
     """
     for i, layer in enumerate(layers):
         if not isinstance(layer, Layer):
-            raise TypeError(f"serial[{i}]: expected a Layer, got {type(layer).__name__}")
-    names = [f"serial[{i}] {layer.name}" for i, layer in enumerate(layers)]
+            raise LayerTypeError(f"serial[{i}]: expected a Layer, got {type(layer).__name__}")
+    names = [f"serial[{i}]" for i in range(len(layers))]
 
     def init(key, input_shape):
         keys = jax.random.split(key, max(len(layers), 1))
@@ -156,7 +168,7 @@ def serial(*layers: Layer) -> Layer:
         for name, layer, k in zip(names, layers, keys):
             try:
                 shape, p = layer.init(k, shape)
-            except (ValueError, TypeError) as err:
+            except _OURS as err:
                 raise _located(name, err) from None
             params.append(p)
         return shape, tuple(params)
@@ -172,7 +184,7 @@ def serial(*layers: Layer) -> Layer:
         for name, layer, p in zip(names, layers, params):
             try:
                 x, r = layer.forward(p, x)
-            except (ValueError, TypeError) as err:
+            except _OURS as err:
                 raise _located(name, err) from None
             residuals.append(r)
         return x, tuple(residuals)
@@ -188,7 +200,7 @@ def serial(*layers: Layer) -> Layer:
         for name, layer, p in zip(names, layers, params):
             try:
                 x = layer.apply(p, x)
-            except (ValueError, TypeError) as err:
+            except _OURS as err:
                 raise _located(name, err) from None
         return x
 
@@ -202,7 +214,7 @@ def parallel(*layers: Layer) -> Layer:
     `FanInConcat` to build branches. The backward of each branch is independent.
     """
     n = len(layers)
-    names = [f"parallel[{i}] {layer.name}" for i, layer in enumerate(layers)]
+    names = [f"parallel[{i}]" for i in range(len(layers))]
 
     def _split(what, xs):
         if not isinstance(xs, (tuple, list)) or len(xs) != n:
@@ -215,7 +227,7 @@ def parallel(*layers: Layer) -> Layer:
         for name, layer, k, s in zip(names, layers, keys, input_shapes):
             try:
                 out.append(layer.init(k, s))
-            except (ValueError, TypeError) as err:
+            except _OURS as err:
                 raise _located(name, err) from None
         return tuple(o[0] for o in out), tuple(o[1] for o in out)
 
@@ -225,7 +237,7 @@ def parallel(*layers: Layer) -> Layer:
         for name, layer, p, x in zip(names, layers, params, xs):
             try:
                 out.append(layer.forward(p, x))
-            except (ValueError, TypeError) as err:
+            except _OURS as err:
                 raise _located(name, err) from None
         return tuple(o[0] for o in out), tuple(o[1] for o in out)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from jaxnn.core import Layer, check_input, check_shape, make_layer, positive_ints
@@ -28,6 +29,12 @@ def _pool_geometry(name, window, strides, padding):
         return (n, ho, wo, c), ()
 
     return geometry, tiles, init
+
+
+def _identity(value, x):
+    """The reduction's identity as a concrete NumPy scalar: JAX recognises it as the monoid
+    of a max/sum window reduction (which it can differentiate) only when it is concrete."""
+    return np.array(value, x.dtype)
 
 
 def _blocks(x, window):
@@ -64,7 +71,7 @@ def AvgPool(window: int | tuple[int, int], strides: int | tuple[int, int] | None
         if tiles(x.shape[1:3]):
             return _blocks(x, window).mean(axis=(2, 4)), x.shape
         pads, _ = geometry(x.shape[1:3])
-        total = lax.reduce_window(x, jnp.zeros((), x.dtype), lax.add, (1, *window, 1),
+        total = lax.reduce_window(x, _identity(0, x), lax.add, (1, *window, 1),
                                   (1, *strides, 1), ((0, 0), *pads, (0, 0)))
         return total / area, x.shape
 
@@ -75,7 +82,7 @@ def AvgPool(window: int | tuple[int, int], strides: int | tuple[int, int] | None
             return (), d.reshape(x_shape)
         pads, out = geometry((h, w))
         spread = _spread(dy / area, transpose_pads((h, w), window, strides, pads, out), strides)
-        dx = lax.reduce_window(spread, jnp.zeros((), dy.dtype), lax.add, (1, *window, 1),
+        dx = lax.reduce_window(spread, _identity(0, dy), lax.add, (1, *window, 1),
                                (1, 1, 1, 1), "VALID")
         return (), dx
 
@@ -112,7 +119,7 @@ def MaxPool(window: int | tuple[int, int], strides: int | tuple[int, int] | None
             y = _blocks(x, window).max(axis=(2, 4))
         else:
             pads, _ = geometry(x.shape[1:3])
-            y = lax.reduce_window(x, jnp.array(-jnp.inf, x.dtype), lax.max, (1, *window, 1),
+            y = lax.reduce_window(x, _identity(-np.inf, x), lax.max, (1, *window, 1),
                                   (1, *strides, 1), ((0, 0), *pads, (0, 0)))
         return y, (x, y)
 

@@ -1,0 +1,95 @@
+"""Bad input fails early with an error naming the layer (and its place in serial)."""
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+import jaxnn as nn
+from jaxnn.models import lenet5
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda: nn.Dense(0), r"Dense: features must be positive"),
+    (lambda: nn.Dense(2.5), r"Dense: features must be an int"),
+    (lambda: nn.Conv2D(-1, 3), r"Conv2D: features must be positive"),
+    (lambda: nn.Conv2D(4, (3, 0)), r"Conv2D: kernel_size must be positive"),
+    (lambda: nn.Conv2D(4, (3, 3, 3)), r"Conv2D: kernel_size must be an int or 2 ints"),
+    (lambda: nn.Conv2D(4, 3, strides=0), r"Conv2D: strides must be positive"),
+    (lambda: nn.Conv2D(4, 3, padding="FULL"), r"Conv2D: padding must be 'SAME', 'VALID'"),
+    (lambda: nn.Conv2D(4, 3, padding=((1, -1), (0, 0))), r"Conv2D: explicit padding must be two"),
+    (lambda: nn.MaxPool(0), r"MaxPool: window must be positive"),
+    (lambda: nn.MaxPool(2, strides=-2), r"MaxPool: strides must be positive"),
+    (lambda: nn.AvgPool(2, padding="same-ish"), r"AvgPool: padding must be"),
+    (lambda: nn.Reshape((0, 3)), r"Reshape: shape must be positive ints"),
+    (lambda: nn.FanOut(0), r"FanOut: num must be positive"),
+    (lambda: nn.serial(nn.Dense(2), "tanh"), r"serial\[1\]: expected a Layer, got str"),
+    (lambda: lenet5("vintage"), r"lenet5: variant must be one of"),
+])
+def test_invalid_constructor_arguments_fail_when_built(make, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        make()
+
+
+@pytest.mark.parametrize("model,shape,match", [
+    (nn.serial(nn.Dense(3), nn.Conv2D(2, 3)), (4, 5),
+     r"serial\[1\] Conv2D: expected an input of rank 4, got shape \(4, 3\)"),
+    (nn.serial(nn.Conv2D(2, 7)), (1, 5, 5, 1),
+     r"serial\[0\] Conv2D: window \(7, 7\) with padding .* does not fit spatial size \(5, 5\)"),
+    (nn.serial(nn.Flatten()), (5,), r"serial\[0\] Flatten: expected an input of rank >= 2"),
+    (nn.serial(nn.Tanh(), nn.Reshape((7,))), (2, 3, 4),
+     r"serial\[1\] Reshape: cannot reshape examples of shape \(3, 4\) \(12 values\) to \(7,\)"),
+    (nn.MaxPool(2), (8, 8, 1), r"MaxPool: expected an input of rank 4, got shape \(8, 8, 1\)"),
+    (nn.Dense(3), (4, 0), r"Dense: expected positive sizes"),
+    (nn.serial(nn.Dense(2), nn.serial(nn.Tanh(), nn.MaxPool(2))), (3, 4),
+     r"serial\[1\] serial\[1\] MaxPool: expected an input of rank 4"),
+])
+def test_bad_input_shape_fails_at_init_naming_the_layer(model, shape, match):
+    with pytest.raises(ValueError, match=match):
+        model.init(jax.random.key(0), shape)
+
+
+def test_bad_shape_at_trace_time_names_layer_and_position():
+    model = nn.serial(nn.Dense(4), nn.Relu(), nn.Dense(3))
+    _, params = model.init(jax.random.key(0), (-1, 5))
+    bad = jnp.zeros((2, 6))
+    for fn in (model.apply, jax.jit(model.apply), lambda p, x: model.forward(p, x)[0]):
+        with pytest.raises(ValueError, match=r"serial\[0\] Dense: expected trailing axes \(5,\), "
+                                             r"got input shape \(2, 6\)"):
+            fn(params, bad)
+
+
+def test_lenet5_rejects_wrong_image_size_at_trace_time():
+    model = lenet5()
+    _, params = model.init(jax.random.key(0), (-1, 28, 28, 1))
+    with pytest.raises(ValueError, match=r"serial\[7\] Dense: expected trailing axes \(400,\), "
+                                         r"got input shape \(2, 576\)"):
+        jax.jit(model.apply)(params, jnp.zeros((2, 32, 32, 1)))
+    with pytest.raises(ValueError, match=r"serial\[0\] Conv2D: expected trailing axes \(1,\)"):
+        model.apply(params, jnp.zeros((2, 28, 28, 3)))
+
+
+def test_integer_input_is_a_type_error_naming_the_layer():
+    model = nn.serial(nn.Dense(2))
+    _, params = model.init(jax.random.key(0), (1, 3))
+    with pytest.raises(TypeError, match=r"serial\[0\] Dense: expected a floating-point input, got "
+                                        r"dtype int32"):
+        model.apply(params, jnp.zeros((1, 3), jnp.int32))
+
+
+def test_wrong_params_for_model():
+    model = nn.serial(nn.Dense(2), nn.Tanh())
+    with pytest.raises(ValueError, match=r"serial: expected params for 2 layers, got 1"):
+        model.apply(((),), jnp.zeros((1, 3)))
+
+
+def test_init_shape_must_be_ints():
+    with pytest.raises(TypeError, match=r"Dense: expected an input shape as a tuple of ints"):
+        nn.Dense(2).init(jax.random.key(0), (2, 3.0))
+
+
+def test_errors_from_jax_itself_are_not_relabelled():
+    model = nn.serial(nn.Dense(2))
+    _, params = model.init(jax.random.key(0), (1, 3))
+    with pytest.raises(TypeError) as info:
+        model.apply(params, "not an array")
+    assert isinstance(info.value, nn.LayerTypeError)
