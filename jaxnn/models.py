@@ -32,20 +32,25 @@ def lenet5(variant: str = "modern", num_classes: int = 10) -> Layer:
     Euclidean RBF units trained with a different criterion rather than logits with softmax
     cross-entropy.
     """
+    return serial(*(layer for _, layer in lenet5_stages(variant, num_classes)))
+
+
+def lenet5_stages(variant: str = "modern", num_classes: int = 10) -> list[tuple[str, Layer]]:
+    """The layers of `lenet5(variant)` with their names, in order (its params line up)."""
     if variant not in LENET5_VARIANTS:
         raise ValueError(f"lenet5: variant must be one of {LENET5_VARIANTS}, got {variant!r}")
     if variant == "modern":
         act, pool, w_init = Relu, MaxPool, initializers.he_normal
     else:
         act, pool, w_init = Tanh, AvgPool, initializers.lecun_normal
-    return serial(
-        Conv2D(6, 5, padding="SAME", w_init=w_init), act(), pool(2),
-        Conv2D(16, 5, padding="VALID", w_init=w_init), act(), pool(2),
-        Flatten(),
-        Dense(120, w_init=w_init), act(),
-        Dense(84, w_init=w_init), act(),
-        Dense(num_classes, w_init=initializers.lecun_normal),
-    )
+    return [
+        ("C1", Conv2D(6, 5, padding="SAME", w_init=w_init)), ("C1 act", act()), ("S2", pool(2)),
+        ("C3", Conv2D(16, 5, padding="VALID", w_init=w_init)), ("C3 act", act()), ("S4", pool(2)),
+        ("flatten", Flatten()),
+        ("C5", Dense(120, w_init=w_init)), ("C5 act", act()),
+        ("F6", Dense(84, w_init=w_init)), ("F6 act", act()),
+        ("output", Dense(num_classes, w_init=initializers.lecun_normal)),
+    ]
 
 
-__all__ = ["LENET5_INPUT_SHAPE", "LENET5_VARIANTS", "lenet5"]
+__all__ = ["LENET5_INPUT_SHAPE", "LENET5_VARIANTS", "lenet5", "lenet5_stages"]

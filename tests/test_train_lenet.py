@@ -1,0 +1,112 @@
+"""The LeNet-5 experiment end to end: a real-data smoke run, and a crash + resume that
+continues bit for bit."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+import jaxnn.checkpoint
+from experiments import train_lenet
+from experiments.train_lenet import Config, train_and_evaluate
+from jaxnn import data as jdata
+from jaxnn.models import lenet5
+
+
+@pytest.fixture(autouse=True)
+def standard_promotion():
+    """optax's Adam mixes int32 step counts with floats, which strict promotion rejects."""
+    with jax.numpy_dtype_promotion("standard"):
+        yield
+
+
+def _synthetic(n_train=256, n_test=64, seed=0):
+    rng = np.random.default_rng(seed)
+    def make(n):
+        return (rng.normal(size=(n, 28, 28, 1)).astype(np.float32),
+                rng.integers(0, 10, n).astype(np.int32))
+    return make(n_train), make(n_test)
+
+
+def _real_data_dir():
+    d = os.environ.get(jdata.ENV_VAR)
+    if not d or not os.path.exists(os.path.join(d, "train-images-idx3-ubyte.gz")):
+        pytest.skip("set JAXNN_DATA_DIR to a directory with the MNIST IDX files to run this test")
+    return d
+
+
+def _config(tmp_path, **kw):
+    base = dict(epochs=3, batch_size=32, eval_batch_size=64, out=str(tmp_path / "run"),
+                plots=False, progress=False)
+    return Config(**{**base, **kw})
+
+
+def test_resume_after_a_crash_continues_bit_for_bit(tmp_path, monkeypatch):
+    data = _synthetic()
+    straight = _config(tmp_path, out=str(tmp_path / "straight"))
+    train_and_evaluate(straight, data)
+
+    crashed = _config(tmp_path, out=str(tmp_path / "crashed"))
+    save = jaxnn.checkpoint.Checkpoints.save
+
+    def save_then_die(self, step, state):
+        save(self, step, state)
+        if step == 1:
+            raise KeyboardInterrupt("killed after epoch 1")
+
+    monkeypatch.setattr(jaxnn.checkpoint.Checkpoints, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train_and_evaluate(crashed, data)
+    monkeypatch.setattr(jaxnn.checkpoint.Checkpoints, "save", save)
+    with pytest.raises(FileExistsError, match="pass --resume"):
+        train_and_evaluate(crashed, data)
+    train_and_evaluate(Config(**{**crashed.__dict__, "resume": True}), data)
+
+    a = train_lenet._read_metrics(straight.out_dir() / "metrics.csv", 99)
+    b = train_lenet._read_metrics(crashed.out_dir() / "metrics.csv", 99)
+    assert [r["epoch"] for r in b] == [1, 2, 3]
+    for key in ("train_loss", "train_acc", "test_loss", "test_acc"):
+        assert [r[key] for r in a] == [r[key] for r in b], key
+    ckpt_a = jaxnn.checkpoint.Checkpoints(straight.out_dir() / "checkpoints")
+    ckpt_b = jaxnn.checkpoint.Checkpoints(crashed.out_dir() / "checkpoints")
+    _, params = lenet5().init(jax.random.key(0), (-1, 28, 28, 1))
+    opt_state = train_lenet.make_optimizer(straight, 8).init(params)
+    tmpl = {"params": params, "opt_state": opt_state}
+    sa, sb = ckpt_a.restore(3, tmpl), ckpt_b.restore(3, tmpl)
+    for x, y in zip(jax.tree.leaves(sa), jax.tree.leaves(sb)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+@pytest.mark.realdata
+def test_real_mnist_smoke_both_gradient_methods(tmp_path):
+    data_dir = _real_data_dir()
+    results = {}
+    for grad in ("autodiff", "manual"):
+        config = _config(tmp_path, grad=grad, epochs=2, train_subset=3200, test_subset=2000,
+                         data_dir=data_dir, out=str(tmp_path / grad), plots=grad == "manual",
+                         eval_batch_size=500)
+        summary = train_and_evaluate(config)
+        rows = train_lenet._read_metrics(config.out_dir() / "metrics.csv", 99)
+        results[grad] = rows
+        assert len(rows) == 2                                   # 2 × 100 steps of 32 images
+        assert rows[1]["train_loss"] < rows[0]["train_loss"] < 2.3
+        assert rows[1]["test_acc"] > 0.85                       # chance is 0.10
+        assert json.loads((config.out_dir() / "summary.json").read_text())["final"] == rows[-1]
+        assert summary["final"]["test_acc"] == rows[-1]["test_acc"]
+    plots = sorted(p.name for p in (tmp_path / "manual" / "plots").iterdir())
+    assert plots == ["activations.png", "confusion.png", "curves.png", "filters_conv1.png",
+                     "misclassified.png"]
+    for a, m in zip(results["autodiff"], results["manual"]):
+        assert m["train_loss"] == pytest.approx(a["train_loss"], rel=1e-3)
+        assert abs(m["test_acc"] - a["test_acc"]) <= 0.005
+
+
+def test_cli_parses_flags():
+    config = train_lenet.parse_args(["--variant", "classic", "--grad", "manual", "--epochs", "3",
+                                     "--lr", "0.01", "--optimizer", "sgd", "--resume"])
+    assert (config.variant, config.grad, config.epochs, config.learning_rate, config.optimizer,
+            config.resume) == ("classic", "manual", 3, 0.01, "sgd", True)
+    with pytest.raises(SystemExit):
+        train_lenet.parse_args(["--grad", "symbolic"])
