@@ -44,6 +44,7 @@ class Config:
     batch_size: int = 128
     optimizer: str = "adam"
     learning_rate: float = 2e-3
+    weight_decay: float = 0.0
     schedule: str = "cosine"
     seed: int = 0
     dataset: str = "mnist"
@@ -65,7 +66,8 @@ def make_optimizer(config: Config, steps_per_epoch: int) -> optax.GradientTransf
     total = max(config.epochs * steps_per_epoch, 1)
     lr = (optax.cosine_decay_schedule(config.learning_rate, total) if config.schedule == "cosine"
           else config.learning_rate)
-    makers = {"adam": optax.adam, "adamw": optax.adamw, "sgd": optax.sgd,
+    makers = {"adam": optax.adam, "sgd": optax.sgd,
+              "adamw": lambda lr: optax.adamw(lr, weight_decay=config.weight_decay),
               "momentum": lambda lr: optax.sgd(lr, momentum=0.9, nesterov=True)}
     if config.optimizer not in makers:
         raise ValueError(f"--optimizer must be one of {sorted(makers)}, got {config.optimizer!r}")
@@ -259,6 +261,8 @@ def parse_args(argv=None) -> Config:
     p.add_argument("--batch-size", type=int, default=defaults.batch_size)
     p.add_argument("--optimizer", default=defaults.optimizer, help="adam, adamw, sgd, momentum")
     p.add_argument("--lr", dest="learning_rate", type=float, default=defaults.learning_rate)
+    p.add_argument("--weight-decay", type=float, default=defaults.weight_decay,
+                   help="decoupled weight decay (adamw only)")
     p.add_argument("--schedule", choices=("cosine", "constant"), default=defaults.schedule)
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--dataset", choices=sorted(jdata.DATASETS), default=defaults.dataset)

@@ -42,6 +42,14 @@ def Conv2D(
                          (x correlated with dy dilated by the stride)
         dC/dx          = (dy dilated by the stride, padded) ⋆ (w flipped in space, in/out swapped)
         dC/db[o]       = Σ_{n,i,j} dy[n,i,j,o]
+
+    With one input channel and stride 1 (a grey-scale image entering the first layer) the
+    input is unfolded into its kh·kw shifted windows P[k] = xpad[:, a:a+H_out, b:b+W_out, 0],
+    k = a·kw + b, stacked as (kh·kw, N, H_out, W_out), and the correlation is one matrix
+    product per output channel, y[..., o] = Σ_k w[k, o] P[k], which XLA:CPU runs faster than
+    its convolution with a single input channel (see benchmarks/README.md):
+        dC/dw[k, o] = Σ_{n,i,j} P[k, n, i, j] · dy[n, i, j, o]
+        dC/dx       = crop(Σ_k shift_k(dP[k])),   dP[k] = Σ_o w[k, o] · dy[..., o]
     """
     name = "Conv2D"
     (features,) = positive_ints(name, "features", features, 1)
@@ -60,17 +68,42 @@ def Conv2D(
         params = ConvParams(w_init(k_w, (*window, c, features), dtype), b_init(k_b, (features,), dtype))
         return (n, ho, wo, features), params
 
+    def unfolded(params):
+        return params.w.shape[2] == 1 and strides == (1, 1)
+
+    def windows(x, pads, out):
+        """(kh·kw, N, H_out, W_out): xpad[:, a:a+H_out, b:b+W_out, 0] for k = a·kw + b."""
+        xpad = jnp.pad(x[..., 0], ((0, 0), *pads))
+        return jnp.stack([xpad[:, a:a + out[0], b:b + out[1]]
+                          for a in range(window[0]) for b in range(window[1])])
+
     def forward(params, x):
         check_input(name, x, ndim=4, trailing=(params.w.shape[2],))
         if params.w.shape[:2] != window:
             fail(name, f"expected a kernel of spatial size {window}, got w of shape {params.w.shape}")
-        pads, _ = geometry(x.shape[1:3])
-        y = lax.conv_general_dilated(x, params.w, strides, pads, dimension_numbers=_DN)
+        pads, out = geometry(x.shape[1:3])
+        if unfolded(params):
+            # Output channels first, so each is a (kh·kw)-long contraction over the windows.
+            y = jnp.einsum("ko,knhw->onhw", params.w.reshape(-1, features),
+                           windows(x, pads, out)).transpose(1, 2, 3, 0)
+        else:
+            y = lax.conv_general_dilated(x, params.w, strides, pads, dimension_numbers=_DN)
         return y + params.b.reshape(1, 1, 1, -1), x
 
     def backward(params, x, dy):
         spatial = x.shape[1:3]
         pads, out = geometry(spatial)
+        db = dy.sum(axis=(0, 1, 2))
+        if unfolded(params):
+            taps = params.w.reshape(-1, features)
+            dw = jnp.einsum("knhw,nhwo->ko", windows(x, pads, out), dy)
+            dwin = jnp.einsum("ko,nhwo->knhw", taps, dy)
+            hp, wp = spatial[0] + sum(pads[0]), spatial[1] + sum(pads[1])
+            offsets = [(a, b) for a in range(window[0]) for b in range(window[1])]
+            dxpad = sum(jnp.pad(dwin[k], ((0, 0), (a, hp - a - out[0]), (b, wp - b - out[1])))
+                        for k, (a, b) in enumerate(offsets))
+            dx = dxpad[:, pads[0][0]:pads[0][0] + spatial[0], pads[1][0]:pads[1][0] + spatial[1], None]
+            return ConvParams(dw.reshape(params.w.shape), db), dx
         # dw: batch and channel swap roles, so x is read as "CHWN" and dy as "IHWO"; the
         # stride of the forward pass becomes a dilation of dy. The high pad crops input
         # rows that no output window reached.
@@ -79,7 +112,6 @@ def Conv2D(
         dw = lax.conv_general_dilated(
             x, dy, (1, 1), dw_pads, rhs_dilation=strides,
             dimension_numbers=("CHWN", "IHWO", "HWNC"))
-        db = dy.sum(axis=(0, 1, 2))
         w_flip = params.w[::-1, ::-1]  # read as HWOI: forward's outputs are now inputs
         dx = lax.conv_general_dilated(
             dy, w_flip, (1, 1), transpose_pads(spatial, window, strides, pads, out),

@@ -1,0 +1,292 @@
+"""Time the modern LeNet-5 training step in jaxnn and its neighbours, side by side in one run.
+
+    python -m benchmarks.run                # full: 468-step epochs, 3 repeats
+    python -m benchmarks.run --quick        # about a minute: 10-step windows scaled to an epoch
+    python -m benchmarks.run --xla-flags "--xla_cpu_use_onednn=true"   # set before jax starts
+
+Rows (batch 128, Adam 1e-3, softmax cross-entropy, MNIST 28×28×1):
+  step/*   one jitted `jaxnn.train_step` call on a fixed batch, autodiff vs manual, and the eager
+           (jit=False) step; seconds per step.
+  epoch/*  one epoch (468 steps, the ragged remainder dropped) per contender: jaxnn autodiff, jaxnn
+           manual, Flax linen, stax, PyTorch. The dataset is put on the device once; each step picks
+           its batch there (`order[i]`). With --steps S < 468, S steps are timed and scaled by 468/S.
+Contenders run in turn inside each repeat (A B C A B C ...), so a busy spell of the machine hits all
+of them; every figure is the median over repeats with its min and max, and the ratio of medians
+against `epoch/jaxnn autodiff` (or `step/jaxnn autodiff`). Compilation (the first call) is timed
+apart from the steady state. Results go to <out>/lenet_epoch.json and <out>/lenet_epoch.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+STEPS_PER_EPOCH = 60_000 // 128  # 468, ragged last batch dropped
+BATCH = 128
+CONTENDERS = ("jaxnn autodiff", "jaxnn manual", "flax linen", "stax", "pytorch", "pytorch 1 thread")
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n")[0])
+    ap.add_argument("--repeats", type=int, default=3, help="timed repeats per contender (default 3)")
+    ap.add_argument("--steps", type=int, default=STEPS_PER_EPOCH,
+                    help="steps timed per epoch repeat, scaled to 468 (default: a full epoch)")
+    ap.add_argument("--step-calls", type=int, default=50, help="calls per step/* timing (default 50)")
+    ap.add_argument("--eager-steps", type=int, default=3, help="steps per eager timing; 0 skips the eager rows (default 3)")
+    ap.add_argument("--only", default=",".join(CONTENDERS),
+                    help=f"comma-separated epoch contenders (default: all of {', '.join(CONTENDERS)})")
+    ap.add_argument("--no-step-rows", action="store_true", help="skip the step/* rows")
+    ap.add_argument("--quick", action="store_true",
+                    help="--repeats 2 --steps 10 --step-calls 10 --eager-steps 1")
+    ap.add_argument("--xla-flags", default=None, help="appended to XLA_FLAGS before jax starts")
+    ap.add_argument("--torch-threads", type=int, default=os.cpu_count(),
+                    help="torch.set_num_threads (default: the number of cores)")
+    ap.add_argument("--out", default="runs/bench", help="output directory (default runs/bench)")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.repeats, args.steps, args.step_calls, args.eager_steps = 2, 10, 10, 1
+    args.only = [c.strip() for c in args.only.split(",") if c.strip()]
+    unknown = set(args.only) - set(CONTENDERS)
+    if unknown:
+        ap.error(f"unknown contenders {sorted(unknown)}; choose from {CONTENDERS}")
+    if not 1 <= args.steps <= STEPS_PER_EPOCH:
+        ap.error(f"--steps must be in [1, {STEPS_PER_EPOCH}]")
+    return args
+
+
+# ----------------------------------------------------------------------------- the machine
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def loadavg() -> list[float] | None:
+    try:
+        return [float(v) for v in Path("/proc/loadavg").read_text().split()[:3]]
+    except OSError:
+        return None
+
+
+def versions() -> dict:
+    out = {"python": platform.python_version()}
+    for mod in ("jax", "jaxlib", "flax", "optax", "numpy", "torch"):
+        try:
+            out[mod] = __import__(mod).__version__
+        except ImportError:
+            out[mod] = None
+    return out
+
+
+# ------------------------------------------------------------------------------- the data
+def load_data(steps_per_epoch: int):
+    """(images (N, 28, 28, 1) float32, labels (N,) int32, source) as numpy; N = 128 · 468."""
+    import numpy as np
+
+    n = BATCH * steps_per_epoch
+    try:
+        from jaxnn.data import add_channel_axis, load_mnist, normalize
+        images, labels = load_mnist("train")
+        return (add_channel_axis(normalize(images[:n])), labels[:n].astype(np.int32),
+                "MNIST train (jaxnn.data)")
+    except Exception as err:  # any missing module or file: fall back to data of the same shape
+        print(f"note: MNIST not loaded ({type(err).__name__}: {err}); timing on random data of the "
+              "same shape", flush=True)
+        rng = np.random.default_rng(0)
+        return (rng.standard_normal((n, 28, 28, 1), np.float32),
+                rng.integers(0, 10, n).astype(np.int32), "random (MNIST-shaped)")
+
+
+# ----------------------------------------------------------------------------- statistics
+def summary(values: list[float]) -> dict:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values),
+            "n": len(values), "values": values}
+
+
+def timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+# ------------------------------------------------------------------------------ the rows
+def step_rows(args, x, y) -> list[dict]:
+    """step/*: jaxnn.train_step on one fixed batch: autodiff vs manual (jit), and eager."""
+    import jax
+    import optax
+
+    import jaxnn
+    from jaxnn import losses
+    from jaxnn.models import LENET5_INPUT_SHAPE, lenet5
+
+    model, loss = lenet5("modern"), losses.softmax_cross_entropy()
+    optimizer = optax.adam(1e-3)
+    _, params0 = model.init(jax.random.key(0), LENET5_INPUT_SHAPE)
+    xb, yb = jax.device_put(x[:BATCH]), jax.device_put(y[:BATCH])
+    variants = {}
+    for method in ("autodiff", "manual"):
+        for jit in (True, False) if args.eager_steps else (True,):
+            step = jaxnn.train_step(model, loss, optimizer, method=method, jit=jit, donate=False)
+            state = (params0, optimizer.init(params0))
+            first = timed(lambda: jax.block_until_ready(step(*state, xb, yb)))
+            calls = args.step_calls if jit else args.eager_steps
+            variants[f"step/jaxnn {method}{'' if jit else ' eager'}"] = (step, state, first, calls)
+    times = {k: [] for k in variants}
+    for _ in range(args.repeats):
+        for name, (step, state, _, calls) in variants.items():
+            def run():
+                p, s = state
+                for _ in range(calls):
+                    p, s, _m = step(p, s, xb, yb)
+                jax.block_until_ready(p)
+            times[name].append(timed(run) / calls)
+    rows = []
+    for name, (_, _, first, _) in variants.items():
+        row = {"name": name, "unit": "s/step", **summary(times[name])}
+        # For jit the first call is tracing + compilation + one step; eager has nothing to compile.
+        row["compile_s"] = first - row["median"] if "eager" not in name else None
+        rows.append(row)
+    return rows
+
+
+def epoch_rows(args, x, y) -> list[dict]:
+    """epoch/*: one epoch (or --steps scaled to one) per contender, alternating."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from benchmarks import baselines
+
+    contenders, feeds = [], {}
+    rng = np.random.default_rng(0)
+    orders = [rng.permutation(len(x))[: STEPS_PER_EPOCH * BATCH].reshape(STEPS_PER_EPOCH, BATCH)
+              for _ in range(args.repeats + 1)]
+    for name in args.only:
+        if name.startswith("pytorch"):
+            if not baselines.torch_available():
+                print(f"note: torch is not installed; skipping the {name} row", flush=True)
+                continue
+            import torch
+            c = baselines.make_torch(threads=1 if name == "pytorch 1 thread" else args.torch_threads)
+            feeds[name] = (torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))),
+                           torch.from_numpy(y.astype(np.int64)),
+                           [torch.from_numpy(o) for o in orders])
+        else:
+            c = {"jaxnn autodiff": lambda: baselines.make_jaxnn("autodiff"),
+                 "jaxnn manual": lambda: baselines.make_jaxnn("manual"),
+                 "flax linen": baselines.make_flax_linen, "stax": baselines.make_stax}[name]()
+            feeds[name] = (jax.device_put(x), jax.device_put(y),
+                           [jax.device_put(jnp.asarray(o, jnp.int32)) for o in orders])
+        contenders.append(c)
+
+    states, compile_s = {}, {}
+    for c in contenders:
+        images, labels, order = feeds[c.name]
+        state = c.state
+
+        def first():
+            nonlocal state
+            state, _ = c.step(state, images, labels, order[0], 0)
+            c.sync(state)
+        compile_s[c.name] = timed(first)
+        states[c.name] = state
+
+    times = {c.name: [] for c in contenders}
+    cpu = {c.name: [] for c in contenders}
+    scale = STEPS_PER_EPOCH / args.steps
+    for r in range(args.repeats):
+        for c in contenders:
+            images, labels, order = feeds[c.name]
+            state = states[c.name]
+            t, p = time.perf_counter(), time.process_time()
+            for i in range(args.steps):
+                state, _ = c.step(state, images, labels, order[r + 1], i)
+            c.sync(state)
+            times[c.name].append((time.perf_counter() - t) * scale)
+            cpu[c.name].append((time.process_time() - p) * scale)
+            states[c.name] = state
+    rows = []
+    for c in contenders:
+        row = {"name": f"epoch/{c.name}", "unit": "s/epoch", **summary(times[c.name]),
+               "cpu_s": summary(cpu[c.name])}
+        step_median = row["median"] / STEPS_PER_EPOCH
+        row["compile_s"] = None if c.name.startswith("pytorch") else compile_s[c.name] - step_median
+        rows.append(row)
+    return rows
+
+
+def add_ratios(rows: list[dict]) -> None:
+    base = {r["name"].split("/")[0]: r["median"] for r in rows if r["name"].endswith("/jaxnn autodiff")}
+    for r in rows:
+        b = base.get(r["name"].split("/")[0])
+        r["ratio_vs_autodiff"] = r["median"] / b if b else None
+
+
+def markdown(result: dict) -> str:
+    m = result["machine"]
+    lines = [
+        f"Modern LeNet-5, batch 128, Adam 1e-3 — {result['date']}",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores; load average before {m['load_before']}, "
+        f"after {m['load_after']}; data: {result['data']}; torch threads: {result['torch_threads']}; "
+        f"XLA_FLAGS: {result['xla_flags'] or '(none)'}",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in result["versions"].items() if v),
+        f"Repeats: {result['repeats']}; epoch rows time {result['steps']} steps scaled to "
+        f"{STEPS_PER_EPOCH}.",
+        "",
+        "| row | median | min | max | × jaxnn autodiff | CPU-s median | compile s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in result["rows"]:
+        unit = "ms/step" if r["unit"] == "s/step" else "s/epoch"
+        k = 1e3 if unit == "ms/step" else 1.0
+        cpu_s = f"{r['cpu_s']['median']:.2f}" if "cpu_s" in r else ""
+        comp = f"{r['compile_s']:.2f}" if r.get("compile_s") is not None else "–"
+        ratio = f"{r['ratio_vs_autodiff']:.2f}" if r.get("ratio_vs_autodiff") else ""
+        lines.append(f"| {r['name']} ({unit}) | {r['median'] * k:.2f} | {r['min'] * k:.2f} | "
+                     f"{r['max'] * k:.2f} | {ratio} | {cpu_s} | {comp} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    if args.xla_flags:
+        if "jax" in sys.modules:
+            raise RuntimeError("--xla-flags must be set before jax is imported")
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + args.xla_flags).strip()
+    load_before = loadavg()
+    x, y, source = load_data(STEPS_PER_EPOCH)
+    rows = [] if args.no_step_rows else step_rows(args, x, y)
+    rows += epoch_rows(args, x, y)
+    add_ratios(rows)
+    result = {
+        "benchmark": "lenet5-modern-train", "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "platform": platform.platform(),
+                    "load_before": load_before, "load_after": loadavg()},
+        "versions": versions(), "data": source, "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "torch_threads": args.torch_threads if "pytorch" in args.only else None,
+        "torch_threads_note": "each torch step sets its own thread count (the 1-thread row uses 1)",
+        "repeats": args.repeats, "steps": args.steps, "rows": rows,
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "lenet_epoch.json").write_text(json.dumps(result, indent=2))
+    table = markdown(result)
+    (out / "lenet_epoch.md").write_text(table)
+    print(table, flush=True)
+    return result
+
+
+if __name__ == "__main__":
+    main()
