@@ -42,9 +42,9 @@ class Config:
     grad: str = "autodiff"
     epochs: int = 12
     batch_size: int = 128
-    optimizer: str = "adam"
+    optimizer: str = "adamw"
     learning_rate: float = 2e-3
-    weight_decay: float = 0.0
+    weight_decay: float = 0.05
     schedule: str = "cosine"
     seed: int = 0
     dataset: str = "mnist"
