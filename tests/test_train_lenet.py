@@ -110,3 +110,23 @@ def test_cli_parses_flags():
             config.resume) == ("classic", "manual", 3, 0.01, "sgd", True)
     with pytest.raises(SystemExit):
         train_lenet.parse_args(["--grad", "symbolic"])
+
+
+def test_accuracy_table_collects_runs_and_curve_gaps(tmp_path):
+    from experiments import lenet_table
+
+    for grad, acc, loss in (("autodiff", 0.99, 0.10), ("manual", 0.991, 0.1001)):
+        d = lenet_table.run_dir(tmp_path, "modern", grad, 0)
+        d.mkdir(parents=True)
+        row = {"epoch": 1, "train_loss": loss, "train_acc": 0.9, "test_loss": 0.1, "test_acc": acc,
+               "epoch_seconds": 1.0, "images_per_second": 10.0}
+        train_lenet._write_metrics(d / "metrics.csv", [row])
+        (d / "summary.json").write_text(json.dumps({"final": row, "train_seconds": 1.0}))
+    lenet_table.main(["--variants", "modern", "--seeds", "0", "--out", str(tmp_path),
+                      "--collect-only"])
+    table = json.loads((tmp_path / "table.json").read_text())
+    assert [(r["grad"], r["mean"]) for r in table["runs"]] == [("autodiff", 0.99), ("manual", 0.991)]
+    gap = table["curve_gaps"][0]
+    assert gap["max_rel_train_loss_gap"] == pytest.approx(1e-3)
+    assert gap["max_test_acc_gap"] == pytest.approx(0.001)
+    assert "| modern | manual | 1 | 99.10% | **99.10%** |" in (tmp_path / "table.md").read_text()
