@@ -1,6 +1,6 @@
 """jaxnn: pure-function layers whose backprop is written out by hand, beside autodiff."""
 
-from jaxnn import backprop, initializers, losses
+from jaxnn import backprop, compare, initializers, losses
 from jaxnn.backprop import as_custom_vjp, value_and_grad
 from jaxnn.core import (
     FanInConcat, FanInSum, FanOut, Layer, LayerError, LayerTypeError, make_layer, parallel, serial,
@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AvgPool", "Conv2D", "ConvParams", "Dense", "DenseParams", "FanInConcat", "FanInSum",
     "FanOut", "Flatten", "Heaviside", "Identity", "Layer", "LayerError", "LayerTypeError", "LogSoftmax",
-    "MaxPool", "Relu", "Reshape", "Sigmoid", "Softmax", "Tanh", "as_custom_vjp", "backprop",
+    "MaxPool", "Relu", "Reshape", "Sigmoid", "Softmax", "Tanh", "as_custom_vjp", "backprop", "compare",
     "eval_step", "initializers", "losses", "make_layer", "parallel", "serial", "train_step",
     "value_and_grad",
 ]
