@@ -30,7 +30,7 @@ import optax
 
 import jaxnn
 from jaxnn import data as jdata
-from jaxnn.models import LENET5_VARIANTS, lenet5, lenet5_stages
+from jaxnn.models import LENET5_ALL_VARIANTS, lenet5, lenet5_stages
 
 METRIC_FIELDS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "epoch_seconds",
                  "images_per_second")
@@ -133,8 +133,8 @@ def train_and_evaluate(config: Config, data=None) -> dict:
     data: optional ((x_train, y_train), (x_test, y_test)) arrays, as `load_data` returns;
     read from the IDX files when omitted.
     """
-    if config.variant not in LENET5_VARIANTS:
-        raise ValueError(f"--variant must be one of {LENET5_VARIANTS}, got {config.variant!r}")
+    if config.variant not in LENET5_ALL_VARIANTS:
+        raise ValueError(f"--variant must be one of {LENET5_ALL_VARIANTS}, got {config.variant!r}")
     jaxnn.backprop.check_method(config.grad)
     out = config.out_dir()
     out.mkdir(parents=True, exist_ok=True)
@@ -245,7 +245,7 @@ def _activations(variant, params, x):
     outs = []
     for (name, layer), p in zip(lenet5_stages(variant), params):
         x = layer.apply(p, x)
-        if name in ("C1 act", "S2", "C3 act", "S4", "C5 act", "F6 act", "output"):
+        if name.endswith("act") or name in ("S2", "S4", "output"):
             outs.append((name, np.asarray(x[0])))
     return outs
 
@@ -254,7 +254,7 @@ def parse_args(argv=None) -> Config:
     defaults = Config()
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--variant", choices=LENET5_VARIANTS, default=defaults.variant)
+    p.add_argument("--variant", choices=LENET5_ALL_VARIANTS, default=defaults.variant)
     p.add_argument("--grad", choices=jaxnn.backprop.METHODS, default=defaults.grad,
                    help="how gradients are computed")
     p.add_argument("--epochs", type=int, default=defaults.epochs)

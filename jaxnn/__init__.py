@@ -6,8 +6,9 @@ from jaxnn.core import (
     FanInConcat, FanInSum, FanOut, Layer, LayerError, LayerTypeError, make_layer, parallel, serial,
 )
 from jaxnn.layers import (
-    AvgPool, Conv2D, ConvParams, Dense, DenseParams, Flatten, Heaviside, Identity, LogSoftmax,
-    MaxPool, Relu, Reshape, Sigmoid, Softmax, Tanh,
+    LENET5_C3_TABLE, RBF, AvgPool, Conv2D, ConvParams, Dense, DenseParams, Flatten, Heaviside,
+    Identity, LogSoftmax, MaxPool, Negate, PartialConv2D, Relu, Reshape, ScaledTanh, Sigmoid,
+    Softmax, Subsample, SubsampleParams, Tanh,
 )
 from jaxnn.training import eval_step, train_step
 
@@ -15,8 +16,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AvgPool", "Conv2D", "ConvParams", "Dense", "DenseParams", "FanInConcat", "FanInSum",
-    "FanOut", "Flatten", "Heaviside", "Identity", "Layer", "LayerError", "LayerTypeError", "LogSoftmax",
-    "MaxPool", "Relu", "Reshape", "Sigmoid", "Softmax", "Tanh", "as_custom_vjp", "backprop", "compare",
-    "eval_step", "initializers", "losses", "make_layer", "parallel", "serial", "train_step",
-    "value_and_grad",
+    "FanOut", "Flatten", "Heaviside", "Identity", "LENET5_C3_TABLE", "Layer", "LayerError",
+    "LayerTypeError", "LogSoftmax", "MaxPool", "Negate", "PartialConv2D", "RBF", "Relu", "Reshape",
+    "ScaledTanh", "Sigmoid", "Softmax", "Subsample", "SubsampleParams", "Tanh", "as_custom_vjp",
+    "backprop", "compare", "eval_step", "initializers", "losses", "make_layer", "parallel",
+    "serial", "train_step", "value_and_grad",
 ]

@@ -5,10 +5,14 @@ from jaxnn.layers.activations import (
 )
 from jaxnn.layers.conv import Conv2D, ConvParams
 from jaxnn.layers.dense import Dense, DenseParams
+from jaxnn.layers.lecun1998 import (
+    LENET5_C3_TABLE, RBF, Negate, PartialConv2D, ScaledTanh, Subsample, SubsampleParams,
+)
 from jaxnn.layers.pool import AvgPool, MaxPool
 from jaxnn.layers.reshape import Flatten, Reshape
 
 __all__ = [
     "AvgPool", "Conv2D", "ConvParams", "Dense", "DenseParams", "Flatten", "Heaviside",
-    "Identity", "LogSoftmax", "MaxPool", "Relu", "Reshape", "Sigmoid", "Softmax", "Tanh",
+    "Identity", "LENET5_C3_TABLE", "LogSoftmax", "MaxPool", "Negate", "PartialConv2D", "RBF",
+    "Relu", "Reshape", "ScaledTanh", "Sigmoid", "Softmax", "Subsample", "SubsampleParams", "Tanh",
 ]
