@@ -23,7 +23,6 @@ one line against `jax.vjp(layer.apply, params, x)`.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
@@ -129,15 +128,6 @@ def positive_ints(layer: str, what: str, value: Any, n: int) -> tuple[int, ...]:
     if any(v <= 0 for v in vals):
         fail(layer, f"{what} must be positive, got {value!r}")
     return vals
-
-
-def batch_size(shape: Shape) -> int:
-    """The batch axis of a shape, with -1 (unknown) kept as -1."""
-    return shape[0]
-
-
-def numel(shape: Sequence[int]) -> int:
-    return math.prod(shape)
 
 
 _OURS = (LayerError, LayerTypeError)  # errors from JAX itself pass through unchanged
