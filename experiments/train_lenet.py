@@ -6,8 +6,9 @@
 
 Writes to --out: metrics.csv (one row per epoch), summary.json, checkpoints/ (one per
 epoch, atomic), plots/*.png. A resumed run continues bit for bit as if never stopped: the
-data order of epoch e depends only on (seed, e), and params and optimiser state come back
-from the last complete checkpoint.
+data order of epoch e and each image's random shift (the only augmentation, --max-shift)
+depend only on (seed, e), and params and optimiser state come back from the last complete
+checkpoint.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class Config:
     learning_rate: float = 2e-3
     weight_decay: float = 0.05
     schedule: str = "cosine"
+    max_shift: int = 2
     seed: int = 0
     dataset: str = "mnist"
     data_dir: str | None = None
@@ -171,14 +173,19 @@ def train_and_evaluate(config: Config, data=None) -> dict:
     compile_seconds = time.perf_counter() - t0
     print(f"compiled the {config.grad} train step in {compile_seconds:.2f} s")
 
+    background = float(jdata.normalize(np.zeros(1, np.uint8))[0])
     for epoch in range(start_epoch + 1, config.epochs + 1):
         order = jdata.epoch_permutation(len(x_train), config.seed, epoch)
+        shifts = jdata.epoch_shifts(len(x_train), config.seed, epoch, config.max_shift)
         bar = _progress(steps_per_epoch, f"epoch {epoch}/{config.epochs}", config.progress)
         t_epoch = time.perf_counter()
         losses = []
         for i in range(steps_per_epoch):
-            idx = order[i * config.batch_size:(i + 1) * config.batch_size]
-            params, opt_state, metrics = step(params, opt_state, x_train[idx], y_train[idx])
+            batch = slice(i * config.batch_size, (i + 1) * config.batch_size)
+            xb = x_train[order[batch]]
+            if config.max_shift:
+                xb = jdata.shift_images(xb, shifts[batch], background)
+            params, opt_state, metrics = step(params, opt_state, xb, y_train[order[batch]])
             losses.append(metrics["loss"])
             if bar is not None and (i % 20 == 19 or i == steps_per_epoch - 1):
                 done = (i + 1) * config.batch_size
@@ -264,6 +271,8 @@ def parse_args(argv=None) -> Config:
     p.add_argument("--weight-decay", type=float, default=defaults.weight_decay,
                    help="decoupled weight decay (adamw only)")
     p.add_argument("--schedule", choices=("cosine", "constant"), default=defaults.schedule)
+    p.add_argument("--max-shift", type=int, default=defaults.max_shift,
+                   help="augment: translate each training image by up to this many pixels (0: off)")
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--dataset", choices=sorted(jdata.DATASETS), default=defaults.dataset)
     p.add_argument("--data-dir", default=None, help="default: $JAXNN_DATA_DIR, then the cache")

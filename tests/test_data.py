@@ -464,3 +464,21 @@ def test_real_fashion_mnist_from_debian_package(split):
     per_class = 6000 if split == "train" else 1000
     assert images.shape == (10 * per_class, 28, 28) and images.dtype == np.uint8
     assert np.bincount(labels, minlength=10).tolist() == [per_class] * 10
+
+
+def test_shift_images_translates_each_image_and_fills_the_rest():
+    from jaxnn.data import epoch_shifts, shift_images
+
+    x = np.arange(2 * 4 * 5, dtype=np.float32).reshape(2, 4, 5)
+    out = shift_images(x, np.array([[1, 0], [-1, 2]]), fill=-1.0)
+    np.testing.assert_array_equal(out[0, 1:], x[0, :3])
+    np.testing.assert_array_equal(out[0, 0], -1.0)
+    np.testing.assert_array_equal(out[1, :3, 2:], x[1, 1:, :3])
+    np.testing.assert_array_equal(out[1, 3], -1.0)
+    np.testing.assert_array_equal(out[1, :, :2], -1.0)
+    np.testing.assert_array_equal(shift_images(x[..., None], np.array([[1, 0], [-1, 2]]), -1.0)[..., 0], out)
+    np.testing.assert_array_equal(shift_images(x, np.zeros((2, 2), int), -1.0), x)
+    s = epoch_shifts(1000, seed=3, epoch=2, max_shift=2)
+    assert s.shape == (1000, 2) and s.min() == -2 and s.max() == 2
+    np.testing.assert_array_equal(s, epoch_shifts(1000, seed=3, epoch=2, max_shift=2))
+    assert not np.array_equal(s, epoch_shifts(1000, seed=3, epoch=3, max_shift=2))

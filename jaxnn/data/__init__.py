@@ -3,7 +3,9 @@
 Host-side numpy only: no module here uses jax.
 """
 
-from jaxnn.data.batching import add_channel_axis, batches, epoch_permutation, normalize, train_val_split
+from jaxnn.data.batching import (
+    add_channel_axis, batches, epoch_permutation, epoch_shifts, normalize, shift_images, train_val_split,
+)
 from jaxnn.data.fetch import ENV_VAR, cache_dir
 from jaxnn.data.idx import DataError, decode_idx, read_idx
 from jaxnn.data.mnist import (
@@ -30,10 +32,12 @@ __all__ = [
     "cache_dir",
     "decode_idx",
     "epoch_permutation",
+    "epoch_shifts",
     "load",
     "load_fashion_mnist",
     "load_mnist",
     "normalize",
     "read_idx",
+    "shift_images",
     "train_val_split",
 ]

@@ -9,7 +9,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
-__all__ = ["add_channel_axis", "batches", "epoch_permutation", "normalize", "train_val_split"]
+__all__ = ["add_channel_axis", "batches", "epoch_permutation", "epoch_shifts", "normalize", "shift_images",
+           "train_val_split"]
 
 MNIST_MEAN = 0.1307  # of the training images' pixels, scaled to [0, 1]
 MNIST_STD = 0.3081
@@ -88,3 +89,28 @@ def batches(images: np.ndarray, labels: np.ndarray, batch_size: int, *, seed: in
     for start in range(0, stop, batch_size):
         idx = order[start:start + batch_size]
         yield images[idx], labels[idx]
+
+
+def epoch_shifts(n: int, seed: int, epoch: int, max_shift: int) -> np.ndarray:
+    """Random (dy, dx) translations in [-max_shift, max_shift] for the n examples drawn in `epoch`.
+
+    int64 (n, 2); like `epoch_permutation`, a function of ``(seed, epoch)`` alone.
+    """
+    return np.random.default_rng((seed, epoch, 1)).integers(-max_shift, max_shift + 1, (n, 2))
+
+
+def shift_images(images: np.ndarray, shifts: np.ndarray, fill: float) -> np.ndarray:
+    """Translate each image by its own (dy, dx), filling uncovered pixels with `fill`.
+
+    images: (B, H, W) or (B, H, W, C); shifts: (B, 2) ints with |dy|, |dx| <= m. Returns the same
+    shape and dtype: out[b, i, j] = images[b, i - dy, j - dx] where that lies inside the image.
+    Vectorised: every shifted image is a window of the padded batch.
+    """
+    m = int(np.abs(shifts).max(initial=0))
+    h, w = images.shape[1:3]
+    pad = [(0, 0), (m, m), (m, m)] + [(0, 0)] * (images.ndim - 3)
+    padded = np.pad(images, pad, constant_values=fill)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (h, w), axis=(1, 2))
+    # windows[b, r, c] is padded[b, r:r+h, c:c+w] (channels before the window axes).
+    picked = windows[np.arange(len(images)), m - shifts[:, 0], m - shifts[:, 1]]
+    return np.moveaxis(picked, (-2, -1), (1, 2)) if images.ndim == 4 else picked
