@@ -151,33 +151,29 @@ def serial(*layers: Layer) -> Layer:
             raise LayerTypeError(f"serial[{i}]: expected a Layer, got {type(layer).__name__}")
     names = [f"serial[{i}]" for i in range(len(layers))]
 
-    def init(key, input_shape):
-        keys = jax.random.split(key, max(len(layers), 1))
-        params = []
-        shape = input_shape
-        for name, layer, k in zip(names, layers, keys):
+    def _chain(per_layer, x, call):
+        """Thread x through the layers, x, out_i = call(layer_i, per_layer_i, x); errors located."""
+        outs = []
+        for name, layer, item in zip(names, layers, per_layer):
             try:
-                shape, p = layer.init(k, shape)
+                x, out = call(layer, item, x)
             except _OURS as err:
                 raise _located(name, err) from None
-            params.append(p)
-        return shape, tuple(params)
+            outs.append(out)
+        return x, tuple(outs)
 
     def _check_params(params):
         if not isinstance(params, (tuple, list)) or len(params) != len(layers):
             got = len(params) if isinstance(params, (tuple, list)) else type(params).__name__
             raise LayerError(f"serial: expected params for {len(layers)} layers, got {got}")
 
+    def init(key, input_shape):
+        keys = jax.random.split(key, max(len(layers), 1))
+        return _chain(keys, input_shape, lambda layer, k, shape: layer.init(k, shape))
+
     def forward(params, x):
         _check_params(params)
-        residuals = []
-        for name, layer, p in zip(names, layers, params):
-            try:
-                x, r = layer.forward(p, x)
-            except _OURS as err:
-                raise _located(name, err) from None
-            residuals.append(r)
-        return x, tuple(residuals)
+        return _chain(params, x, lambda layer, p, x: layer.forward(p, x))
 
     def backward(params, residuals, dy):
         dparams = [None] * len(layers)
@@ -187,12 +183,7 @@ def serial(*layers: Layer) -> Layer:
 
     def apply(params, x):
         _check_params(params)
-        for name, layer, p in zip(names, layers, params):
-            try:
-                x = layer.apply(p, x)
-            except _OURS as err:
-                raise _located(name, err) from None
-        return x
+        return _chain(params, x, lambda layer, p, x: (layer.apply(p, x), None))[0]
 
     return Layer("serial", init, forward, backward, apply)
 
