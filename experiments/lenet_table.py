@@ -36,7 +36,8 @@ def run_all(args) -> None:
                 print(f"== {variant} {grad} seed {seed} -> {d}", flush=True)
                 train_and_evaluate(Config(variant=variant, grad=grad, seed=seed, out=str(d),
                                           data_dir=args.data_dir, progress=args.progress,
-                                          plots=False, resume=(d / "checkpoints").exists()))
+                                          max_shift=args.max_shift, plots=False,
+                                          resume=(d / "checkpoints").exists()))
 
 
 def collect(args) -> dict:
@@ -92,6 +93,8 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--out", type=Path, default=Path("runs/lenet_table"))
     p.add_argument("--data-dir", default=None)
+    p.add_argument("--max-shift", type=int, default=Config.max_shift,
+                   help="augmentation shift in pixels (0: none)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.add_argument("--collect-only", action="store_true", help="only build the table")
     args = p.parse_args(argv)
