@@ -23,7 +23,7 @@ one line against `jax.vjp(layer.apply, params, x)`.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp

@@ -13,6 +13,8 @@ import jaxnn as nn
 from jaxnn import losses
 from jaxnn.models import lenet5
 
+from _grads import assert_manual_equals_autodiff
+
 
 def random_mlp(seed):
     """A serial model of random depth (1-7 layers) over vectors of width 5."""
@@ -53,12 +55,7 @@ def test_random_serial_models_manual_equals_autodiff(build, seed):
     _, params = model.init(k_init, in_shape)
     x = jax.random.normal(k_x, in_shape)
     y = jax.random.randint(k_y, (in_shape[0],), 0, 3)
-    loss = losses.softmax_cross_entropy()
-    value_a, grads_a = nn.value_and_grad(model, loss, "autodiff")(params, x, y)
-    value_m, grads_m = nn.value_and_grad(model, loss, "manual")(params, x, y)
-    chex.assert_trees_all_equal_structs(grads_m, grads_a)
-    chex.assert_trees_all_close(value_m, value_a, rtol=1e-6)
-    chex.assert_trees_all_close(grads_m, grads_a, rtol=1e-5, atol=1e-6)
+    assert_manual_equals_autodiff(model, params, x, y, rtol=1e-5)
 
 
 @pytest.mark.parametrize("variant", ["modern", "classic"])
@@ -68,11 +65,7 @@ def test_lenet5_manual_equals_autodiff(variant):
     assert out_shape == (-1, 10)
     x = jax.random.normal(jax.random.key(2), (8, 28, 28, 1))
     y = jnp.arange(8) % 10
-    loss = losses.softmax_cross_entropy()
-    value_a, grads_a = nn.value_and_grad(model, loss, "autodiff")(params, x, y)
-    value_m, grads_m = nn.value_and_grad(model, loss, "manual")(params, x, y)
-    chex.assert_trees_all_close(value_m, value_a, rtol=1e-6)
-    chex.assert_trees_all_close(grads_m, grads_a, rtol=1e-4, atol=1e-6)
+    assert_manual_equals_autodiff(model, params, x, y, rtol=1e-4)
     assert len(params) == 12 and params[0].w.shape == (5, 5, 1, 6) and params[7].w.shape == (400, 120)
 
 

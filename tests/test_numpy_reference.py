@@ -12,11 +12,9 @@ import numpy as np
 import pytest
 from jax import lax
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # plain `pytest` does not put the repo root on sys.path
-    sys.path.insert(0, str(ROOT))
+from experiments import numpy_reference as ref
 
-from experiments import numpy_reference as ref  # noqa: E402
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 TOL = 1e-10
 

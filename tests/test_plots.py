@@ -1,16 +1,11 @@
 """Tests for experiments.plots: every plot writes a real PNG, edge cases included, and
 confusion_matrix matches counts worked out by hand."""
 import pathlib
-import sys
 
 import numpy as np
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # plain `pytest` does not put the repo root on sys.path
-    sys.path.insert(0, str(ROOT))
-
-from experiments import plots  # noqa: E402
+from experiments import plots
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -26,13 +26,11 @@ def _pointwise(name: str, forward: Callable, backward: Callable, apply: Callable
     def bwd(params, residuals, dy):
         return (), backward(residuals, dy)
 
-    app = None
-    if apply is not None:
-        def app(params, x):
-            check_input(name, x)
-            return apply(x)
+    def app(params, x):
+        check_input(name, x)
+        return apply(x)
 
-    return make_layer(name, init, fwd, bwd, app)
+    return make_layer(name, init, fwd, bwd, None if apply is None else app)
 
 
 def Identity() -> Layer:
