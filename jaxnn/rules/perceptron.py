@@ -1,0 +1,192 @@
+"""Rosenblatt's perceptron (1957): threshold units and their error-correcting rule.
+
+A bank of k units on n inputs has Dense params w (n, k), b (k,). Unit j fires
+
+    f_j(x) = 1 if w_j·x + b_j > 0 else 0
+
+and after each sample, with desired output d ∈ {0, 1}^k, every unit corrects itself:
+
+    w_j ← w_j + η (d_j − f_j(x)) x        b_j ← b_j + η (d_j − f_j(x))
+
+so a unit changes only when it errs. The samples are taken one at a time, in order, inside a
+jitted `lax.scan`. Ten units trained on one-hot targets are ten one-vs-rest classifiers;
+the class is argmax_j (w_j·x + b_j). The averaged perceptron (Freund & Schapire 1999)
+predicts with the mean of the weights after every sample seen.
+
+Novikoff (1962): if some unit vector u and bias separate the data with margin γ, and every
+augmented input (x, 1) has norm ≤ R, the rule from zero weights makes at most (R/γ)²
+mistakes, whatever η.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxnn.layers.dense import DenseParams
+from jaxnn.losses import Loss
+from jaxnn.rules.base import Rule, check_layer_index, layer_io, make_rule
+
+
+class Averaged(NamedTuple):
+    """The averaged perceptron's running sum of weights and the number of samples summed."""
+
+    total: DenseParams
+    count: jax.Array  # float scalar
+
+
+def net_input(params: DenseParams, x: jax.Array) -> jax.Array:
+    """z = x @ w + b (b broadcast explicitly over the leading axes). x (..., n) -> (..., k)."""
+    z = x @ params.w
+    return z + params.b.reshape((1,) * (z.ndim - 1) + (-1,))
+
+
+def fires(params: DenseParams, x: jax.Array) -> jax.Array:
+    """f(x) = 1[x @ w + b > 0] in the params' dtype. x (..., n) -> (..., k)."""
+    return (net_input(params, x) > 0).astype(params.w.dtype)
+
+
+def classify(params: DenseParams, x: jax.Array) -> jax.Array:
+    """One-vs-rest class: argmax_j (x @ w + b)_j. x (N, n) -> (N,) int32."""
+    return jnp.argmax(net_input(params, x), axis=-1).astype(jnp.int32)
+
+
+def one_vs_rest(labels: jax.Array, num_classes: int, dtype=jnp.float32) -> jax.Array:
+    """Desired outputs d: (N,) int labels -> (N, num_classes) with d[i, labels[i]] = 1, else 0."""
+    return jax.nn.one_hot(labels, num_classes, dtype=dtype)
+
+
+def _check(params, x, d, lr):
+    if not isinstance(params, DenseParams):
+        raise TypeError(f"perceptron: params must be DenseParams(w, b), got {type(params).__name__}")
+    n, k = params.w.shape
+    if x.ndim != 2 or x.shape[1] != n:
+        raise ValueError(f"perceptron: expected x of shape (N, {n}), got {tuple(x.shape)}")
+    if d.shape != (x.shape[0], k):
+        raise ValueError(f"perceptron: expected desired outputs d of shape ({x.shape[0]}, {k}), "
+                         f"got {tuple(d.shape)}")
+    if isinstance(lr, (int, float)) and not lr > 0:
+        raise ValueError(f"perceptron: the learning rate η must be > 0, got {lr!r}")
+
+
+def _correct(p: DenseParams, x, d, lr):
+    """One sample: the rule's new params and the number of units that erred."""
+    err = d - fires(p, x)  # (k,) in {-1, 0, 1}
+    new = DenseParams(p.w + lr * jnp.outer(x, err), p.b + lr * err)
+    return new, jnp.sum(err != 0).astype(jnp.int32)
+
+
+def perceptron_epoch(params: DenseParams, x: jax.Array, d: jax.Array, lr: float = 1.0,
+                     *, unroll: int = 1) -> tuple[DenseParams, jax.Array]:
+    """The rule over x (N, n), d (N, k) in order. Returns (params, mistakes (N,) int32:
+    how many units erred on each sample, before their correction)."""
+    _check(params, x, d, lr)
+    lr = jnp.asarray(lr, params.w.dtype)
+    return jax.lax.scan(lambda p, xd: _correct(p, *xd, lr), params, (x, d), unroll=unroll)
+
+
+def averaged_start(params: DenseParams) -> Averaged:
+    """An empty running sum for `averaged_epoch`."""
+    zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+    return Averaged(zeros, jnp.zeros((), params.w.dtype))
+
+
+def averaged_epoch(params: DenseParams, avg: Averaged, x: jax.Array, d: jax.Array,
+                   lr: float = 1.0, *, unroll: int = 1):
+    """`perceptron_epoch` that also adds the weights after each sample to `avg`.
+    Returns (params, avg, mistakes (N,))."""
+    _check(params, x, d, lr)
+    lr = jnp.asarray(lr, params.w.dtype)
+
+    def body(carry, xd):
+        p, a = carry
+        p, wrong = _correct(p, *xd, lr)
+        total = jax.tree_util.tree_map(jnp.add, a.total, p)
+        return (p, Averaged(total, a.count + 1)), wrong
+
+    (params, avg), mistakes = jax.lax.scan(body, (params, avg), (x, d), unroll=unroll)
+    return params, avg, mistakes
+
+
+def averaged_params(avg: Averaged) -> DenseParams:
+    """The mean weights Σ_t w_t / T (zeros before any sample)."""
+    count = jnp.maximum(avg.count, 1)
+    return jax.tree_util.tree_map(lambda t: t / count, avg.total)
+
+
+def perceptron(lr: float = 1.0, *, layer: int = -1, averaged: bool = False) -> Rule:
+    """The rule on Dense layer `layer` of a serial model, fed that layer's input (so it can
+    sit on top of fixed features). batch = (x, d), d (B, k) in {0, 1}.
+
+    updates = (params after the online pass over the batch) − params, ascend=True: apply it
+    with η = 1 (the rate lives here, because within a batch each sample sees the weights the
+    one before left). With averaged=True the rule state is an `Averaged` sum.
+    Metrics: {"mistakes": units that erred, summed over the batch}.
+    """
+    if not (isinstance(lr, (int, float)) and lr > 0):
+        raise ValueError(f"perceptron: the learning rate η must be > 0, got {lr!r}")
+
+    def updates_for(params, i, new):
+        delta = jax.tree_util.tree_map(jnp.subtract, new, params[i])
+        zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+        return tuple(delta if j == i else z for j, z in enumerate(zeros))
+
+    def plain(model, params, batch):
+        x_in, _ = layer_io(model, params, batch[0], layer, name="perceptron")
+        i = check_layer_index("perceptron", params, layer)
+        new, wrong = perceptron_epoch(params[i], x_in, batch[1], lr)
+        return updates_for(params, i, new), {"mistakes": wrong.sum()}
+
+    def with_average(model, params, batch, state):
+        x_in, _ = layer_io(model, params, batch[0], layer, name="perceptron")
+        i = check_layer_index("perceptron", params, layer)
+        new, state, wrong = averaged_epoch(params[i], state, x_in, batch[1], lr)
+        return updates_for(params, i, new), state, {"mistakes": wrong.sum()}
+
+    if not averaged:
+        return make_rule("perceptron", plain, ascend=True)
+
+    def init(params):
+        return averaged_start(params[check_layer_index("perceptron", params, layer)])
+
+    return make_rule("averaged_perceptron", with_average, ascend=True, init=init)
+
+
+def margin_loss(margin: float = 0.0) -> Loss:
+    """J = (1/B) Σ_b Σ_j max(0, margin − t_bj z_bj), t = 2d − 1 ∈ {−1, 1}, z the unit's w·x + b.
+
+    margin=0 is the perceptron criterion (its per-sample gradient step is the perceptron rule,
+    up to what happens exactly at z = 0); margin=1 is the hinge loss. pred z (B, k), d (B, k).
+    Hand-written backward: dJ/dz = −t · 1[t z < margin] / B.
+    """
+    name = f"margin_loss({margin})"
+
+    def forward(z, d):
+        if z.shape != d.shape or z.ndim != 2:
+            raise ValueError(f"{name}: expected pred and targets of one shape (B, k), got "
+                             f"{tuple(z.shape)} and {tuple(d.shape)}")
+        t = 2 * d.astype(z.dtype) - 1
+        slack = margin - t * z
+        return jnp.maximum(slack, 0).sum() / z.shape[0], (t, slack)
+
+    def backward(residuals, dloss):
+        t, slack = residuals
+        return -t * (slack > 0).astype(t.dtype) * (dloss / t.shape[0])
+
+    return Loss(name, forward, backward, lambda z, d: forward(z, d)[0])
+
+
+def novikoff_bound(x: jax.Array, labels: jax.Array, u: jax.Array, c: float) -> tuple[float, float]:
+    """(R, γ) for Novikoff's bound (R/γ)² with a separating (u, c): augmented inputs
+    a = (x, 1), R = max ‖a‖, γ = min_i t_i (u·x_i + c) / ‖(u, c)‖, t = 2·labels − 1.
+    x (N, n), labels (N,) in {0, 1}. γ ≤ 0 means (u, c) does not separate the data."""
+    aug = jnp.concatenate([x, jnp.ones((x.shape[0], 1), x.dtype)], axis=1)
+    v = jnp.concatenate([u, jnp.asarray([c], u.dtype)])
+    t = 2 * labels.astype(x.dtype) - 1
+    return float(jnp.linalg.norm(aug, axis=1).max()), float((t * (aug @ v)).min() / jnp.linalg.norm(v))
+
+
+__all__ = ["Averaged", "averaged_epoch", "averaged_params", "averaged_start", "classify", "fires",
+           "margin_loss", "net_input", "novikoff_bound", "one_vs_rest", "perceptron", "perceptron_epoch"]
