@@ -1,4 +1,4 @@
-"""Every layer: init's shape is apply's shape; backward equals jax.vjp; check_grads passes.
+"""Every row of jaxnn.cases: init's shape is apply's shape; backward equals jax.vjp; check_grads passes.
 
 Tolerances: float32 agreement to rtol = atol = 1e-5 (sums of a few hundred products); float64
 (with jax_enable_x64) to 1e-10.
@@ -11,7 +11,10 @@ import numpy as np
 from absl.testing import parameterized
 from jax.test_util import check_grads
 
-from _cases import LAYER_CASES, NO_NUMERIC_CHECK
+from jaxnn.cases import LAYER_CASES
+
+ROWS = [(c.id, c.make, c.input_shape) for c in LAYER_CASES]
+NUMERIC_ROWS = [(c.id, c.make, c.input_shape) for c in LAYER_CASES if c.numeric]
 
 TOL = {jnp.float32: 1e-5, jnp.float64: 1e-10}
 
@@ -39,7 +42,7 @@ def _random_like(key, tree):
 class LayerContractTest(chex.TestCase):
 
     @chex.variants(with_jit=True, without_jit=True)
-    @parameterized.named_parameters(*LAYER_CASES)
+    @parameterized.named_parameters(*ROWS)
     def test_init_shape_matches_apply(self, make, input_shape):
         layer, out_shape, params, x, _ = _setup(make, input_shape, jnp.float32)
         y = self.variant(layer.apply)(params, x)
@@ -48,11 +51,11 @@ class LayerContractTest(chex.TestCase):
         chex.assert_trees_all_close(y_fwd, y, rtol=1e-6, atol=1e-6)
 
     @chex.variants(with_jit=True, without_jit=True)
-    @parameterized.named_parameters(*LAYER_CASES)
+    @parameterized.named_parameters(*ROWS)
     def test_backward_matches_vjp_float32(self, make, input_shape):
         self._check_backward(make, input_shape, jnp.float32)
 
-    @parameterized.named_parameters(*LAYER_CASES)
+    @parameterized.named_parameters(*ROWS)
     def test_backward_matches_vjp_float64(self, make, input_shape):
         with jax.enable_x64(True):
             self.variant = jax.jit
@@ -76,7 +79,7 @@ class LayerContractTest(chex.TestCase):
         assert any(float(jnp.abs(leaf).max()) > 0 for leaf in jax.tree.leaves(dx)) or \
             "heaviside" in layer.name.lower() or not jax.tree.leaves(dx), "gradient is all zeros"
 
-    @parameterized.named_parameters(*[c for c in LAYER_CASES if c[0] not in NO_NUMERIC_CHECK])
+    @parameterized.named_parameters(*NUMERIC_ROWS)
     def test_check_grads(self, make, input_shape):
         with jax.enable_x64(True):
             layer, _, params, x, _ = _setup(make, input_shape, jnp.float64)
