@@ -75,7 +75,7 @@ def test_averaged_perceptron_is_the_mean_of_every_step():
         q, _ = epoch(q, x[i:i + 1], d[i:i + 1], 1.0)
         steps.append(q)
     mean = jax.tree_util.tree_map(lambda *a: jnp.mean(jnp.stack(a), 0), *steps)
-    chex.assert_trees_all_close(rules.averaged_params(avg), mean, rtol=1e-5, atol=1e-6)
+    chex.assert_trees_all_close(rules.averaged_params(p, avg), mean, rtol=1e-5, atol=1e-6)
     chex.assert_trees_all_close(p, q)
 
 

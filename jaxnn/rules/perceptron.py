@@ -31,9 +31,11 @@ from jaxnn.rules.base import Rule, check_layer_index, layer_io, make_rule
 
 
 class Averaged(NamedTuple):
-    """The averaged perceptron's running sum of weights and the number of samples summed."""
+    """The averaged perceptron's bookkeeping (Daumé's trick): after T samples whose corrections
+    were Δ_1..Δ_T, correction = Σ_t (t − 1) Δ_t and count = T, so the mean of the T weight
+    vectors seen after each sample is w_T − correction / T (`averaged_params`)."""
 
-    total: DenseParams
+    correction: DenseParams
     count: jax.Array  # float scalar
 
 
@@ -71,49 +73,56 @@ def _check(params, x, d, lr):
         raise ValueError(f"perceptron: the learning rate η must be > 0, got {lr!r}")
 
 
-def _correct(p: DenseParams, x, d, lr):
-    """One sample: the rule's new params and the number of units that erred."""
-    err = d - fires(p, x)  # (k,) in {-1, 0, 1}
-    new = DenseParams(p.w + lr * jnp.outer(x, err), p.b + lr * err)
-    return new, jnp.sum(err != 0).astype(jnp.int32)
+def _scan(params: DenseParams, avg: Averaged | None, x, d, lr, unroll):
+    """The online pass shared by both variants. The scan keeps w transposed, (k, n): each
+    unit's weights contiguous, which makes the per-sample step ~3x faster on CPU."""
+    _check(params, x, d, lr)
+    lr = jnp.asarray(lr, params.w.dtype)
+
+    def body(carry, xd):
+        (wt, b), avg = carry
+        xi, di = xd
+        err = di - (wt @ xi + b > 0).astype(wt.dtype)  # (k,) in {-1, 0, 1}
+        dw, db = lr * err[:, None] * xi[None, :], lr * err  # the rule, unit by unit
+        if avg is not None:
+            (uw, ub), c = avg
+            avg = ((uw + c * dw, ub + c * db), c + 1)
+        return ((wt + dw, b + db), avg), jnp.sum(err != 0).astype(jnp.int32)
+
+    start = None if avg is None else ((avg.correction.w.T, avg.correction.b), avg.count)
+    ((wt, b), avg), mistakes = jax.lax.scan(body, ((params.w.T, params.b), start), (x, d),
+                                            unroll=unroll)
+    if avg is not None:
+        (uw, ub), c = avg
+        avg = Averaged(DenseParams(uw.T, ub), c)
+    return DenseParams(wt.T, b), avg, mistakes
 
 
 def perceptron_epoch(params: DenseParams, x: jax.Array, d: jax.Array, lr: float = 1.0,
                      *, unroll: int = 1) -> tuple[DenseParams, jax.Array]:
     """The rule over x (N, n), d (N, k) in order. Returns (params, mistakes (N,) int32:
     how many units erred on each sample, before their correction)."""
-    _check(params, x, d, lr)
-    lr = jnp.asarray(lr, params.w.dtype)
-    return jax.lax.scan(lambda p, xd: _correct(p, *xd, lr), params, (x, d), unroll=unroll)
+    params, _, mistakes = _scan(params, None, x, d, lr, unroll)
+    return params, mistakes
 
 
 def averaged_start(params: DenseParams) -> Averaged:
-    """An empty running sum for `averaged_epoch`."""
+    """Nothing averaged yet, for `averaged_epoch`."""
     zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
     return Averaged(zeros, jnp.zeros((), params.w.dtype))
 
 
 def averaged_epoch(params: DenseParams, avg: Averaged, x: jax.Array, d: jax.Array,
                    lr: float = 1.0, *, unroll: int = 1):
-    """`perceptron_epoch` that also adds the weights after each sample to `avg`.
+    """`perceptron_epoch` that also keeps the running mean of the weights in `avg`.
     Returns (params, avg, mistakes (N,))."""
-    _check(params, x, d, lr)
-    lr = jnp.asarray(lr, params.w.dtype)
-
-    def body(carry, xd):
-        p, a = carry
-        p, wrong = _correct(p, *xd, lr)
-        total = jax.tree_util.tree_map(jnp.add, a.total, p)
-        return (p, Averaged(total, a.count + 1)), wrong
-
-    (params, avg), mistakes = jax.lax.scan(body, (params, avg), (x, d), unroll=unroll)
-    return params, avg, mistakes
+    return _scan(params, avg, x, d, lr, unroll)
 
 
-def averaged_params(avg: Averaged) -> DenseParams:
-    """The mean weights Σ_t w_t / T (zeros before any sample)."""
+def averaged_params(params: DenseParams, avg: Averaged) -> DenseParams:
+    """The mean of the weights after each sample so far: w − correction / T (w before any)."""
     count = jnp.maximum(avg.count, 1)
-    return jax.tree_util.tree_map(lambda t: t / count, avg.total)
+    return jax.tree_util.tree_map(lambda p, u: p - u / count, params, avg.correction)
 
 
 def perceptron(lr: float = 1.0, *, layer: int = -1, averaged: bool = False) -> Rule:
@@ -122,7 +131,8 @@ def perceptron(lr: float = 1.0, *, layer: int = -1, averaged: bool = False) -> R
 
     updates = (params after the online pass over the batch) − params, ascend=True: apply it
     with η = 1 (the rate lives here, because within a batch each sample sees the weights the
-    one before left). With averaged=True the rule state is an `Averaged` sum.
+    one before left). With averaged=True the rule state is `Averaged`; read the mean weights
+    with `averaged_params(params[layer], state)`.
     Metrics: {"mistakes": units that erred, summed over the batch}.
     """
     if not (isinstance(lr, (int, float)) and lr > 0):
