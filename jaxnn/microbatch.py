@@ -1,0 +1,179 @@
+"""Large batches as micro-batches: chunks unrolled inside one compiled step.
+
+On XLA:CPU the cost per image of a convolutional step rises past a batch of ~128 (LeNet-5:
+see benchmarks/README.md, "Cost per image against the batch size"): each op's operands
+outgrow the cache, and the largest (conv1's stacked windows, 25 · N · 784 floats) grows with
+N. Splitting the batch into chunks keeps every op at a chunk's size. For a gradient the
+chunks are unrolled in Python: in a `lax.scan` the backward convolutions run 2× slower on
+XLA:CPU (jax#12868). A forward pass alone (`apply`) loops with `lax.map`, which measured
+faster than unrolling and compiles once.
+
+    x (N, ...) -> chunks x[0:n_0], x[n_0:n_0+n_1], ...      sizes from `chunk_sizes(N, microbatch)`
+
+Gradient (exact for any loss, whatever its reduction, since the loss sees the whole batch):
+
+    y_c, pullback_c = forward of chunk c                (y_c: (n_c, ...))
+    J, dJ/dy        = loss on y = concat(y_c), targets  (dJ/dy split back into dy_c)
+    dJ/dW           = Σ_c pullback_c(dy_c)
+
+so the result equals the plain step's up to float32 rounding (the sum over the batch is
+taken per chunk, then over chunks). method="autodiff" pulls back with `jax.vjp` of
+`model.apply`, method="manual" with the layers' hand-written `backward`.
+
+`microbatch`: None (never split), "auto" (split by shape, see `chunk_sizes`) or an int
+(images per chunk). Only plain (stateless) layers are split: a stateful model (BatchNorm's
+batch statistics, a Dropout key per call) would compute something else per chunk, so
+"auto" leaves it whole and an int raises `ValueError`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from jaxnn.backprop import check_method
+from jaxnn.core import Layer
+from jaxnn.losses import Loss
+
+AUTO_CHUNK_BYTES = 10 * 2**20
+""""auto" keeps the largest intermediate array of one chunk's forward at or under this many
+bytes (LeNet-5: conv1's windows, 25 · 784 floats = 78,400 bytes per image: chunks of ≤ 133,
+so batch 2048 runs as 16 chunks of 128)."""
+
+
+def largest_intermediate_bytes(model: Layer, params, example_shape, dtype=jnp.float32) -> int:
+    """Bytes per example of the largest array in `model.apply`'s traced forward (batch 1).
+
+    Every equation of the jaxpr, nested ones included (`jit`, `custom_vjp`), is looked at;
+    nothing is computed.
+    """
+    closed = jax.make_jaxpr(model.apply)(params, jax.ShapeDtypeStruct((1, *example_shape), dtype))
+
+    def walk(jaxpr) -> int:
+        biggest = 0
+        for eqn in jaxpr.eqns:
+            for var in eqn.outvars:
+                aval = getattr(var, "aval", None)
+                if hasattr(aval, "shape") and hasattr(aval, "dtype"):
+                    biggest = max(biggest, math.prod(aval.shape) * aval.dtype.itemsize)
+            for param in eqn.params.values():
+                for sub in param if isinstance(param, (tuple, list)) else (param,):
+                    inner = getattr(sub, "jaxpr", sub)
+                    if hasattr(inner, "eqns"):
+                        biggest = max(biggest, walk(inner))
+        return biggest
+
+    return walk(closed.jaxpr)
+
+
+def chunk_sizes(batch: int, microbatch: int | str | None, per_example_bytes: int = 0
+                ) -> tuple[int, ...]:
+    """Sizes of the chunks a batch of `batch` examples is cut into, in order; they sum to batch.
+
+    microbatch=None: (batch,). An int m: ceil(batch / m) chunks. "auto": the fewest chunks
+    whose largest intermediate (`per_example_bytes` each example) fits in AUTO_CHUNK_BYTES.
+    Chunks are as equal as possible (sizes differ by at most one), so at most two chunk
+    shapes are compiled: 1000 with m = 128 gives 8 chunks of 125.
+    """
+    if microbatch is None:
+        return (batch,)
+    if microbatch == "auto":
+        per_chunk = max(1, AUTO_CHUNK_BYTES // max(1, per_example_bytes))
+    elif isinstance(microbatch, int) and not isinstance(microbatch, bool) and microbatch > 0:
+        per_chunk = microbatch
+    else:
+        raise ValueError(f"microbatch must be None, 'auto' or a positive int, got {microbatch!r}")
+    count = max(1, math.ceil(batch / per_chunk))
+    base, extra = divmod(batch, count)
+    return tuple(base + 1 if i < extra else base for i in range(count))
+
+
+def check_splittable(model, microbatch) -> bool:
+    """Whether `model` may be split: True for a plain Layer; False for a stateful model with
+    microbatch None/"auto"; a stateful model with an int raises ValueError."""
+    if isinstance(model, Layer):
+        return microbatch is not None
+    if microbatch not in (None, "auto"):
+        raise ValueError(f"{model.name}: micro-batching a stateful model changes what it computes "
+                         f"(batch statistics, dropout keys per chunk); got microbatch={microbatch!r}, "
+                         "use None or 'auto' (which leaves it whole)")
+    return False
+
+
+def _plan(model: Layer, microbatch, params, x) -> tuple[int, ...]:
+    per_example = (largest_intermediate_bytes(model, params, x.shape[1:], x.dtype)
+                   if microbatch == "auto" else 0)
+    return chunk_sizes(x.shape[0], microbatch, per_example)
+
+
+def _split(x, sizes):
+    starts = [sum(sizes[:i]) for i in range(len(sizes))]
+    return [x[s:s + n] for s, n in zip(starts, sizes)]
+
+
+def _tree_sum(trees):
+    return jax.tree.map(lambda *leaves: sum(leaves[1:], leaves[0]), *trees)
+
+
+def apply(model: Layer, microbatch: int | str | None = "auto") -> Callable:
+    """(params, x (N, ...)) -> model.apply(params, x) (N, ...), computed chunk by chunk.
+
+    With m the largest of `chunk_sizes` and k = N // m, the first k·m examples go through
+    `lax.map` over (k, m, ...) and the last N - k·m through one more call. For a forward
+    pass alone the loop is the faster form and compiles once (the backward is not: see
+    `value_and_grad`). Not jitted (call it inside `jax.jit`).
+    """
+    check_splittable(model, microbatch)
+
+    def chunked_apply(params, x):
+        m = _plan(model, microbatch, params, x)[0]
+        k, n = x.shape[0] // m, x.shape[0]
+        if k <= 1 and n == m:
+            return model.apply(params, x)
+        head = lax.map(lambda xc: model.apply(params, xc), x[:k * m].reshape(k, m, *x.shape[1:]))
+        head = head.reshape(k * m, *head.shape[2:])
+        return head if k * m == n else jnp.concatenate([head, model.apply(params, x[k * m:])])
+
+    return chunked_apply
+
+
+def value_and_grad(model: Layer, loss: Loss, method: str = "autodiff",
+                   microbatch: int | str | None = "auto") -> Callable:
+    """(params, x (N, ...), targets (N, ...)) -> (J, dJ/dparams), chunk by chunk (formula:
+    the module docstring). The same values as `backprop.value_and_grad(model, loss, method)`
+    up to float32 rounding. Not jitted (call it inside `jax.jit`)."""
+    check_method(method)
+    check_splittable(model, microbatch)
+
+    def pullbacks(params, chunks):
+        ys, backs = [], []
+        for xc in chunks:
+            if method == "autodiff":
+                yc, back = jax.vjp(lambda p, xc=xc: model.apply(p, xc), params)
+                backs.append(lambda dy, back=back: back(dy)[0])
+            else:
+                yc, residuals = model.forward(params, xc)
+                backs.append(lambda dy, r=residuals: model.backward(params, r, dy)[0])
+            ys.append(yc)
+        return ys, backs
+
+    def chunked_value_and_grad(params, x, targets):
+        sizes = _plan(model, microbatch, params, x)
+        ys, backs = pullbacks(params, _split(x, sizes))
+        y = ys[0] if len(ys) == 1 else jnp.concatenate(ys)
+        if method == "autodiff":
+            value, dy = jax.value_and_grad(loss.apply)(y, targets)
+        else:
+            value, res_loss = loss.forward(y, targets)
+            dy = loss.backward(res_loss, jnp.ones((), value.dtype))
+        return value, _tree_sum([back(dyc) for back, dyc in zip(backs, _split(dy, sizes))])
+
+    return chunked_value_and_grad
+
+
+__all__ = ["AUTO_CHUNK_BYTES", "apply", "check_splittable", "chunk_sizes",
+           "largest_intermediate_bytes", "value_and_grad"]

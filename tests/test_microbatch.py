@@ -1,0 +1,84 @@
+"""Micro-batched gradients and forward passes equal the plain ones up to float32 rounding."""
+
+import types
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxnn import backprop, losses, microbatch
+from jaxnn.core import serial
+from jaxnn.layers import Conv2D, Dense, Flatten, MaxPool, Relu
+
+BATCH = 10  # cut as 4+3+3 by microbatch=4: a ragged split, two chunk shapes
+
+
+def small_convnet():
+    """Conv (one input channel: the stacked-window path) -> pool -> dense, on 8×8×1 images."""
+    return serial(Conv2D(3, 3, padding="SAME"), Relu(), MaxPool(2), Flatten(), Dense(4))
+
+
+@pytest.fixture(scope="module")
+def problem():
+    model = small_convnet()
+    _, params = model.init(jax.random.key(0), (-1, 8, 8, 1))
+    x = jax.random.normal(jax.random.key(1), (BATCH, 8, 8, 1), jnp.float32)
+    labels = jax.random.randint(jax.random.key(2), (BATCH,), 0, 4)
+    targets = jax.random.normal(jax.random.key(3), (BATCH, 4), jnp.float32)
+    return model, params, x, labels, targets
+
+
+def test_chunk_sizes():
+    assert microbatch.chunk_sizes(10, None) == (10,)
+    assert microbatch.chunk_sizes(10, 4) == (4, 3, 3)
+    assert microbatch.chunk_sizes(1000, 128) == (125,) * 8
+    assert microbatch.chunk_sizes(100, 128) == (100,)
+    # LeNet-5's conv1 windows are 78,400 bytes per image: batch 2048 -> 16 chunks of 128.
+    assert microbatch.chunk_sizes(2048, "auto", 78_400) == (128,) * 16
+    assert microbatch.chunk_sizes(128, "auto", 78_400) == (128,)
+    for bad in (0, -3, 2.5, True, "big"):
+        with pytest.raises(ValueError, match="microbatch must be"):
+            microbatch.chunk_sizes(10, bad)
+
+
+def test_largest_intermediate_bytes():
+    model = serial(Dense(3), Relu(), Dense(50))
+    _, params = model.init(jax.random.key(0), (-1, 7))
+    assert microbatch.largest_intermediate_bytes(model, params, (7,)) == 50 * 4
+
+
+@pytest.mark.parametrize("method", ["autodiff", "manual"])
+@pytest.mark.parametrize("loss_name", ["softmax_cross_entropy", "sum_of_squares", "mse"])
+def test_value_and_grad_matches_plain(problem, method, loss_name):
+    model, params, x, labels, targets = problem
+    loss = getattr(losses, loss_name)()
+    y = labels if loss_name == "softmax_cross_entropy" else targets
+    want_value, want_grads = backprop.value_and_grad(model, loss, method)(params, x, y)
+    chunked = jax.jit(microbatch.value_and_grad(model, loss, method, microbatch=4))
+    value, grads = chunked(params, x, y)
+    np.testing.assert_allclose(value, want_value, rtol=1e-5)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6), grads, want_grads)
+
+
+def test_value_and_grad_methods_agree_on_auto(problem):
+    model, params, x, labels, _ = problem
+    loss = losses.softmax_cross_entropy()
+    a = jax.jit(microbatch.value_and_grad(model, loss, "autodiff", "auto"))(params, x, labels)
+    m = jax.jit(microbatch.value_and_grad(model, loss, "manual", "auto"))(params, x, labels)
+    jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, rtol=2e-5, atol=1e-6), a, m)
+
+
+@pytest.mark.parametrize("chunk", [None, "auto", 3, 4, BATCH])
+def test_apply_matches_plain(problem, chunk):
+    model, params, x, _, _ = problem
+    got = jax.jit(microbatch.apply(model, chunk))(params, x)
+    np.testing.assert_allclose(got, model.apply(params, x), rtol=1e-5, atol=1e-6)
+
+
+def test_stateful_models_are_left_whole():
+    model = types.SimpleNamespace(name="BatchNorm")  # not a plain Layer: carries state
+    assert microbatch.check_splittable(model, "auto") is False
+    assert microbatch.check_splittable(model, None) is False
+    with pytest.raises(ValueError, match="BatchNorm: micro-batching a stateful model"):
+        microbatch.check_splittable(model, 64)
