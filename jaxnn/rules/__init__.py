@@ -16,11 +16,11 @@ from jaxnn.rules.competitive import (
     winner_take_all,
 )
 from jaxnn.rules.hebbian import (
-    cosine_to, hebb, hebb_update, oja, oja_update, orthogonality_error, principal_angles, sanger,
-    sanger_update,
+    cosine_to, hebb, hebb_update, oja, oja_update, orthogonality_error, output_power,
+    principal_angles, reconstruction_error, sanger, sanger_update,
 )
 from jaxnn.rules.perceptron import (
-    Averaged, averaged_epoch, averaged_params, averaged_start, classify, fires, margin_loss,
+    Averaged, averaged_epoch, averaged_params, averaged_start, classify, fires,
     net_input, novikoff_bound, one_vs_rest, perceptron, perceptron_epoch,
 )
 
@@ -28,7 +28,8 @@ __all__ = [
     "Averaged", "Rule", "TrainState", "averaged_epoch", "averaged_params", "averaged_start",
     "classify", "competition", "competitive", "competitive_update", "cosine_to", "fires",
     "gradient", "hebb", "hebb_update", "krotov_hopfield", "layer_io", "local", "make_rule",
-    "make_step", "margin_loss", "net_input", "novikoff_bound", "oja", "oja_update", "one_vs_rest",
-    "orthogonality_error", "perceptron", "perceptron_epoch", "principal_angles", "responses",
-    "sanger", "sanger_update", "unit_length", "winner_take_all",
+    "make_step", "net_input", "novikoff_bound", "oja", "oja_update", "one_vs_rest",
+    "orthogonality_error", "output_power", "perceptron", "perceptron_epoch", "principal_angles",
+    "reconstruction_error", "responses", "sanger", "sanger_update", "unit_length",
+    "winner_take_all",
 ]

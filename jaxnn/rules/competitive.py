@@ -42,7 +42,8 @@ def competitive_update(w: jax.Array, x: jax.Array, y: jax.Array, *, k: int = 2,
 
 def competitive(*, k: int = 2, delta: float = 0.4, layer: int = 0) -> Rule:
     """The competitive rule on Dense layer `layer` of a serial model (module docstring).
-    Metrics: {"winners": how many distinct units won in the batch}."""
+    Metrics: {"loss": ⟨1 − max_μ h_μ⟩, how far inputs lie from their winner (0 when every
+    input is some unit's weight vector); "winners": how many distinct units won in the batch}."""
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
         raise ValueError(f"competitive: k (the rank pushed away) must be an int >= 1, got {k!r}")
     if not (isinstance(delta, (int, float)) and 0 <= delta):
@@ -55,7 +56,8 @@ def competitive(*, k: int = 2, delta: float = 0.4, layer: int = 0) -> Rule:
             raise ValueError(f"competitive: needs at least k={k} units, got output {tuple(y.shape)}")
         dw = competitive_update(p.w, x, y, k=k, delta=delta)
         winners = jnp.zeros(y.shape[1], jnp.int32).at[jnp.argmax(y, axis=1)].set(1).sum()
-        return DenseParams(dw, jnp.zeros_like(p.b)), {"winners": winners}
+        loss = jnp.mean(1 - y.max(axis=1))
+        return DenseParams(dw, jnp.zeros_like(p.b)), {"loss": loss, "winners": winners}
 
     name = "winner_take_all" if delta == 0 else f"krotov_hopfield(k={k}, delta={delta})"
     return local(name, layer_fn, layer=layer, ascend=True)

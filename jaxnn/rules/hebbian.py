@@ -47,28 +47,41 @@ def sanger_update(w: jax.Array, x: jax.Array, y: jax.Array) -> jax.Array:
     return (x.T @ y - w @ jnp.triu(y.T @ y)) / x.shape[0]
 
 
-def _layer_rule(name: str, delta, layer: int) -> Rule:
+def reconstruction_error(w: jax.Array, x: jax.Array, y: jax.Array) -> jax.Array:
+    """⟨‖x − W y‖²⟩ over the batch: what Oja's and Sanger's units come to minimise."""
+    return jnp.mean(jnp.sum((x - y @ w.T) ** 2, axis=1))
+
+
+def output_power(w: jax.Array, x: jax.Array, y: jax.Array) -> jax.Array:
+    """−½⟨‖y‖²⟩: plain Hebb is gradient ascent on ½⟨‖y‖²⟩, so this falls without bound."""
+    return -0.5 * jnp.mean(jnp.sum(y * y, axis=1))
+
+
+def _layer_rule(name: str, delta, loss, layer: int) -> Rule:
     def layer_fn(p, x, y):
         _check(name, p, x, y)
         dw = delta(p.w, x, y)
-        return DenseParams(dw, jnp.zeros_like(p.b)), {"weight_norm": jnp.linalg.norm(p.w)}
+        metrics = {"loss": loss(p.w, x, y), "weight_norm": jnp.linalg.norm(p.w)}
+        return DenseParams(dw, jnp.zeros_like(p.b)), metrics
 
     return local(name, layer_fn, layer=layer, ascend=True)
 
 
 def hebb(*, layer: int = 0) -> Rule:
-    """Plain Hebb on Dense layer `layer` of a serial model (see the module docstring)."""
-    return _layer_rule("hebb", hebb_update, layer)
+    """Plain Hebb on Dense layer `layer` of a serial model (see the module docstring).
+    Metrics: "loss" −½⟨‖y‖²⟩ (Hebb ascends ⟨‖y‖²⟩/2), "weight_norm" ‖W‖ before the step."""
+    return _layer_rule("hebb", hebb_update, output_power, layer)
 
 
 def oja(*, layer: int = 0) -> Rule:
-    """Oja's rule on Dense layer `layer` (each column its own Oja unit)."""
-    return _layer_rule("oja", oja_update, layer)
+    """Oja's rule on Dense layer `layer` (each column its own Oja unit).
+    Metrics: "loss" the reconstruction error ⟨‖x − W y‖²⟩, "weight_norm" ‖W‖."""
+    return _layer_rule("oja", oja_update, reconstruction_error, layer)
 
 
 def sanger(*, layer: int = 0) -> Rule:
-    """Sanger's generalised Hebbian algorithm on Dense layer `layer`."""
-    return _layer_rule("sanger", sanger_update, layer)
+    """Sanger's generalised Hebbian algorithm on Dense layer `layer` (metrics as `oja`)."""
+    return _layer_rule("sanger", sanger_update, reconstruction_error, layer)
 
 
 def cosine_to(w: jax.Array, v: jax.Array) -> jax.Array:
@@ -91,4 +104,4 @@ def orthogonality_error(w: jax.Array) -> jax.Array:
 
 
 __all__ = ["cosine_to", "hebb", "hebb_update", "oja", "oja_update", "orthogonality_error",
-           "principal_angles", "sanger", "sanger_update"]
+           "output_power", "principal_angles", "reconstruction_error", "sanger", "sanger_update"]

@@ -26,7 +26,6 @@ import jax
 import jax.numpy as jnp
 
 from jaxnn.layers.dense import DenseParams
-from jaxnn.losses import Loss
 from jaxnn.rules.base import Rule, check_layer_index, layer_io, make_rule
 
 
@@ -125,6 +124,10 @@ def averaged_params(params: DenseParams, avg: Averaged) -> DenseParams:
     return jax.tree_util.tree_map(lambda p, u: p - u / count, params, avg.correction)
 
 
+def _metrics(wrong, d):
+    return {"mistakes": wrong.sum(), "loss": wrong.sum() / jnp.asarray(d.size, d.dtype)}
+
+
 def perceptron(lr: float = 1.0, *, layer: int = -1, averaged: bool = False) -> Rule:
     """The rule on Dense layer `layer` of a serial model, fed that layer's input (so it can
     sit on top of fixed features). batch = (x, d), d (B, k) in {0, 1}.
@@ -133,7 +136,9 @@ def perceptron(lr: float = 1.0, *, layer: int = -1, averaged: bool = False) -> R
     with η = 1 (the rate lives here, because within a batch each sample sees the weights the
     one before left). With averaged=True the rule state is `Averaged`; read the mean weights
     with `averaged_params(params[layer], state)`.
-    Metrics: {"mistakes": units that erred, summed over the batch}.
+    Metrics: {"mistakes": units that erred, summed over the batch; "loss": the fraction of
+    unit decisions that were wrong}. Gradient descent on the same units: `gradient` with
+    `jaxnn.losses.perceptron()` or `hinge()` on targets t = 2d − 1.
     """
     if not (isinstance(lr, (int, float)) and lr > 0):
         raise ValueError(f"perceptron: the learning rate η must be > 0, got {lr!r}")
@@ -147,13 +152,13 @@ def perceptron(lr: float = 1.0, *, layer: int = -1, averaged: bool = False) -> R
         x_in, _ = layer_io(model, params, batch[0], layer, name="perceptron")
         i = check_layer_index("perceptron", params, layer)
         new, wrong = perceptron_epoch(params[i], x_in, batch[1], lr)
-        return updates_for(params, i, new), {"mistakes": wrong.sum()}
+        return updates_for(params, i, new), _metrics(wrong, batch[1])
 
     def with_average(model, params, batch, state):
         x_in, _ = layer_io(model, params, batch[0], layer, name="perceptron")
         i = check_layer_index("perceptron", params, layer)
         new, state, wrong = averaged_epoch(params[i], state, x_in, batch[1], lr)
-        return updates_for(params, i, new), state, {"mistakes": wrong.sum()}
+        return updates_for(params, i, new), state, _metrics(wrong, batch[1])
 
     if not averaged:
         return make_rule("perceptron", plain, ascend=True)
@@ -162,30 +167,6 @@ def perceptron(lr: float = 1.0, *, layer: int = -1, averaged: bool = False) -> R
         return averaged_start(params[check_layer_index("perceptron", params, layer)])
 
     return make_rule("averaged_perceptron", with_average, ascend=True, init=init)
-
-
-def margin_loss(margin: float = 0.0) -> Loss:
-    """J = (1/B) Σ_b Σ_j max(0, margin − t_bj z_bj), t = 2d − 1 ∈ {−1, 1}, z the unit's w·x + b.
-
-    margin=0 is the perceptron criterion (its per-sample gradient step is the perceptron rule,
-    up to what happens exactly at z = 0); margin=1 is the hinge loss. pred z (B, k), d (B, k).
-    Hand-written backward: dJ/dz = −t · 1[t z < margin] / B.
-    """
-    name = f"margin_loss({margin})"
-
-    def forward(z, d):
-        if z.shape != d.shape or z.ndim != 2:
-            raise ValueError(f"{name}: expected pred and targets of one shape (B, k), got "
-                             f"{tuple(z.shape)} and {tuple(d.shape)}")
-        t = 2 * d.astype(z.dtype) - 1
-        slack = margin - t * z
-        return jnp.maximum(slack, 0).sum() / z.shape[0], (t, slack)
-
-    def backward(residuals, dloss):
-        t, slack = residuals
-        return -t * (slack > 0).astype(t.dtype) * (dloss / t.shape[0])
-
-    return Loss(name, forward, backward, lambda z, d: forward(z, d)[0])
 
 
 def novikoff_bound(x: jax.Array, labels: jax.Array, u: jax.Array, c: float) -> tuple[float, float]:
@@ -199,4 +180,4 @@ def novikoff_bound(x: jax.Array, labels: jax.Array, u: jax.Array, c: float) -> t
 
 
 __all__ = ["Averaged", "averaged_epoch", "averaged_params", "averaged_start", "classify", "fires",
-           "margin_loss", "net_input", "novikoff_bound", "one_vs_rest", "perceptron", "perceptron_epoch"]
+           "net_input", "novikoff_bound", "one_vs_rest", "perceptron", "perceptron_epoch"]
