@@ -125,7 +125,8 @@ def averaged_params(params: DenseParams, avg: Averaged) -> DenseParams:
 
 
 def _metrics(wrong, d):
-    return {"mistakes": wrong.sum(), "loss": wrong.sum() / jnp.asarray(d.size, d.dtype)}
+    total = wrong.sum()
+    return {"mistakes": total, "loss": total.astype(d.dtype) / d.size}
 
 
 def perceptron(lr: float = 1.0, *, layer: int = -1, averaged: bool = False) -> Rule:
