@@ -98,7 +98,7 @@ VARIANTS = ("rowunfold", "rowunfold_laxdx", "lax_dwdot")
 
 
 def lenet_with(c3):
-    from jaxnn.core import serial
+    from jaxnn.combinators import serial
     from jaxnn.models import lenet5_stages
 
     return serial(*(c3 if name == "C3" else layer for name, layer in lenet5_stages("modern")))

@@ -1,4 +1,4 @@
-"""The layer contract, its type aliases, and the combinators `serial` and `parallel`.
+"""The layer contracts (stateless and stateful), their type aliases and shared checks.
 
 A layer is an immutable value holding four pure functions (hyperparameters live in
 their closure, so they are static under `jit`):
@@ -19,6 +19,24 @@ what backprop keeps in memory). `backward` is the chain rule written out by hand
 It never calls autodiff; `dparams` has exactly the pytree structure of `params`. The pair
 `forward`/`backward` has the shape of `jax.custom_vjp`'s fwd/bwd, so a layer is checked in
 one line against `jax.vjp(layer.apply, params, x)`.
+
+Residuals are arrays only. A static fact the backward needs (an input shape) lives in the
+closure, is read off `dy`, or rides in a zero-size `shape_token`; so any layer runs inside
+`lax.scan` (`Scan`) and behind `jax.custom_vjp` (`as_custom_vjp`).
+
+A layer with state (running statistics, a random key, train vs eval) is a `StatefulLayer`:
+
+    init(key, input_shape)                        -> (output_shape, params, state)
+    forward(params, state, x, *, key=None, train) -> (y, residuals, new_state)
+    backward(params, residuals, dy)               -> (dparams, dx)      (as above)
+    apply(params, state, x, *, key=None, train)   -> (y, new_state)
+
+`train` is a required keyword, so eval mode is never the silent default. `key` is needed
+only by layers that draw random numbers, and only when train=True. `serial`/`parallel`
+lift plain layers into this contract (`stateful`) only when some child has state.
+
+dtype rule: a layer with weights computes in its weights' dtype; an input of another
+floating dtype raises `LayerTypeError` naming the layer (no silent promotion or cast).
 """
 
 from __future__ import annotations
@@ -41,13 +59,32 @@ ApplyFn = Callable[[Params, Any], Any]
 
 
 class Layer(NamedTuple):
-    """A layer: a name and four pure functions (see the module docstring)."""
+    """A layer: a name and four pure functions (see the module docstring).
+
+    `children` holds the sub-layers of a combinator (empty for a plain layer), so tools such
+    as `jaxnn.backprop.intermediates` can walk a model without changing it.
+    """
 
     name: str
     init: InitFn
     forward: ForwardFn
     backward: BackwardFn
     apply: ApplyFn
+    children: tuple = ()
+
+
+class StatefulLayer(NamedTuple):
+    """A layer with state, a key and a train/eval switch (see the module docstring)."""
+
+    name: str
+    init: Callable[[PRNGKey, Any], tuple[Any, Params, Any]]
+    forward: Callable[..., tuple[Any, Residuals, Any]]
+    backward: BackwardFn
+    apply: Callable[..., tuple[Any, Any]]
+    children: tuple = ()
+
+
+AnyLayer = Layer | StatefulLayer
 
 
 class LayerError(ValueError):
@@ -74,6 +111,56 @@ def make_layer(
     return Layer(name, init, forward, backward, apply)
 
 
+def make_stateful_layer(name: str, init, forward, backward, apply=None) -> StatefulLayer:
+    """Build a `StatefulLayer`; `apply` defaults to forward's (y, new_state)."""
+    if apply is None:
+
+        def apply(params, state, x, *, key=None, train):
+            y, _, new_state = forward(params, state, x, key=key, train=train)
+            return y, new_state
+
+    return StatefulLayer(name, init, forward, backward, apply)
+
+
+def is_stateful(layer: Any) -> bool:
+    """True for a `StatefulLayer` (and for a combinator with a stateful child)."""
+    return isinstance(layer, StatefulLayer)
+
+
+def stateful(layer: AnyLayer) -> StatefulLayer:
+    """Lift a plain layer into the stateful contract: state `()`, key and train ignored."""
+    if isinstance(layer, StatefulLayer):
+        return layer
+    if not isinstance(layer, Layer):
+        raise LayerTypeError(f"expected a Layer or StatefulLayer, got {type(layer).__name__}")
+
+    def init(key, input_shape):
+        return (*layer.init(key, input_shape), ())
+
+    def forward(params, state, x, *, key=None, train):
+        return (*layer.forward(params, x), state)
+
+    def apply(params, state, x, *, key=None, train):
+        return layer.apply(params, x), state
+
+    return StatefulLayer(layer.name, init, forward, layer.backward, apply, layer.children)
+
+
+def child_key(key: PRNGKey | None, index: int) -> PRNGKey | None:
+    """The key of a combinator's child `index` (None stays None): fold_in by position."""
+    return None if key is None else jax.random.fold_in(key, index)
+
+
+def shape_token(shape: Shape, dtype=jnp.float32) -> Array:
+    """A zero-size array carrying `shape` as a residual: zeros((0, *shape)), no memory."""
+    return jnp.zeros((0, *shape), dtype)
+
+
+def token_shape(token: Array) -> Shape:
+    """The shape a `shape_token` carries (also after `lax.scan` stacked and sliced it)."""
+    return tuple(token.shape[1:])
+
+
 # --------------------------------------------------------------------------- checks
 def fail(layer: str, message: str, *, exc: type[Exception] = LayerError):
     """Raise a LayerError (exc=ValueError) or LayerTypeError (exc=TypeError) naming the layer."""
@@ -97,15 +184,20 @@ def check_shape(layer: str, shape: Any, *, ndim: int | None = None, min_ndim: in
     return shape
 
 
-def check_input(layer: str, x: Any, *, ndim: int | None = None, trailing: Shape = ()) -> None:
+def check_input(layer: str, x: Any, *, ndim: int | None = None, trailing: Shape = (),
+                dtype: Any = None) -> None:
     """Validate an array given to `forward`/`apply` at trace time.
 
-    `trailing` are the sizes the last axes must have (None for "any").
+    `trailing` are the sizes the last axes must have (None for "any"); `dtype`, for a layer
+    with weights, the weights' dtype, which the input must share (the dtype rule above).
     """
     if not hasattr(x, "shape") or not hasattr(x, "dtype"):
         fail(layer, f"expected an array, got {type(x).__name__}", exc=TypeError)
     if not jnp.issubdtype(x.dtype, jnp.floating):
         fail(layer, f"expected a floating-point input, got dtype {x.dtype}", exc=TypeError)
+    if dtype is not None and x.dtype != dtype:
+        fail(layer, f"expected input dtype {jnp.dtype(dtype).name} (the weights' dtype), got "
+                    f"{x.dtype.name}; cast the input or the params so they match", exc=TypeError)
     if ndim is not None and x.ndim != ndim:
         fail(layer, f"expected an input of rank {ndim}, got shape {tuple(x.shape)}")
     if trailing:
@@ -130,171 +222,19 @@ def positive_ints(layer: str, what: str, value: Any, n: int) -> tuple[int, ...]:
     return vals
 
 
-_OURS = (LayerError, LayerTypeError)  # errors from JAX itself pass through unchanged
+OURS = (LayerError, LayerTypeError)  # errors from JAX itself pass through unchanged
 
 
-def _located(where: str, err: Exception) -> Exception:
+def located(where: str, err: Exception) -> Exception:
     """The same exception type with the position in a combinator prefixed, e.g. "serial[2] "."""
     return type(err)(f"{where} {err}")
 
 
-# ----------------------------------------------------------------------- combinators
-def serial(*layers: Layer) -> Layer:
-    """Compose layers in sequence: y = F_n(... F_2(F_1(x))).
-
-    params: a tuple with one entry per layer. residuals: a tuple with one entry per layer.
-    backward runs the layers' backwards in reverse order (the chain rule), passing each
-    layer's input gradient dx to the layer before it as its dy.
-    """
-    for i, layer in enumerate(layers):
-        if not isinstance(layer, Layer):
-            raise LayerTypeError(f"serial[{i}]: expected a Layer, got {type(layer).__name__}")
-    names = [f"serial[{i}]" for i in range(len(layers))]
-
-    def _chain(per_layer, x, call):
-        """Thread x through the layers, x, out_i = call(layer_i, per_layer_i, x); errors located."""
-        outs = []
-        for name, layer, item in zip(names, layers, per_layer):
-            try:
-                x, out = call(layer, item, x)
-            except _OURS as err:
-                raise _located(name, err) from None
-            outs.append(out)
-        return x, tuple(outs)
-
-    def _check_params(params):
-        if not isinstance(params, (tuple, list)) or len(params) != len(layers):
-            got = len(params) if isinstance(params, (tuple, list)) else type(params).__name__
-            raise LayerError(f"serial: expected params for {len(layers)} layers, got {got}")
-
-    def init(key, input_shape):
-        keys = jax.random.split(key, max(len(layers), 1))
-        return _chain(keys, input_shape, lambda layer, k, shape: layer.init(k, shape))
-
-    def forward(params, x):
-        _check_params(params)
-        return _chain(params, x, lambda layer, p, x: layer.forward(p, x))
-
-    def backward(params, residuals, dy):
-        dparams = [None] * len(layers)
-        for i in reversed(range(len(layers))):
-            dparams[i], dy = layers[i].backward(params[i], residuals[i], dy)
-        return tuple(dparams), dy
-
-    def apply(params, x):
-        _check_params(params)
-        return _chain(params, x, lambda layer, p, x: (layer.apply(p, x), None))[0]
-
-    return Layer("serial", init, forward, backward, apply)
+__all__ = [
+    "AnyLayer", "Array", "Layer", "LayerError", "LayerTypeError", "OURS", "PRNGKey", "Params",
+    "Residuals", "Shape", "StatefulLayer", "check_input", "check_shape", "child_key", "fail",
+    "is_stateful", "located", "make_layer", "make_stateful_layer", "positive_ints",
+    "shape_token", "stateful", "token_shape",
+]
 
 
-def parallel(*layers: Layer) -> Layer:
-    """Apply layers side by side to a tuple of inputs: (x_1..x_n) -> (F_1(x_1)..F_n(x_n)).
-
-    Input and output shapes are tuples of shapes. Combine with `FanOut` and `FanInSum` /
-    `FanInConcat` to build branches. The backward of each branch is independent.
-    """
-    n = len(layers)
-    names = [f"parallel[{i}]" for i in range(len(layers))]
-
-    def _split(what, xs):
-        if not isinstance(xs, (tuple, list)) or len(xs) != n:
-            raise LayerError(f"parallel: expected a tuple of {n} {what}, got {xs!r:.80}")
-
-    def init(key, input_shapes):
-        _split("input shapes", input_shapes)
-        keys = jax.random.split(key, max(n, 1))
-        out = []
-        for name, layer, k, s in zip(names, layers, keys, input_shapes):
-            try:
-                out.append(layer.init(k, s))
-            except _OURS as err:
-                raise _located(name, err) from None
-        return tuple(o[0] for o in out), tuple(o[1] for o in out)
-
-    def forward(params, xs):
-        _split("inputs", xs)
-        out = []
-        for name, layer, p, x in zip(names, layers, params, xs):
-            try:
-                out.append(layer.forward(p, x))
-            except _OURS as err:
-                raise _located(name, err) from None
-        return tuple(o[0] for o in out), tuple(o[1] for o in out)
-
-    def backward(params, residuals, dys):
-        out = [layer.backward(p, r, dy) for layer, p, r, dy in zip(layers, params, residuals, dys)]
-        return tuple(o[0] for o in out), tuple(o[1] for o in out)
-
-    def apply(params, xs):
-        _split("inputs", xs)
-        return tuple(layer.apply(p, x) for layer, p, x in zip(layers, params, xs))
-
-    return Layer("parallel", init, forward, backward, apply)
-
-
-def FanOut(num: int) -> Layer:
-    """Copy the input `num` times: x -> (x, ..., x).
-
-    Backward: a value used several times gets the sum of its gradients, dx = Σ_i dy_i.
-    """
-    (num,) = positive_ints("FanOut", "num", num, 1)
-
-    def init(key, input_shape):
-        return (input_shape,) * num, ()
-
-    def forward(params, x):
-        return (x,) * num, ()
-
-    def backward(params, residuals, dys):
-        dx = dys[0]
-        for d in dys[1:]:
-            dx = dx + d
-        return (), dx
-
-    return make_layer("FanOut", init, forward, backward)
-
-
-def FanInSum() -> Layer:
-    """Sum a tuple of same-shaped inputs: (x_1..x_n) -> Σ x_i.  Backward: dx_i = dy."""
-
-    def init(key, input_shapes):
-        if len({tuple(s) for s in input_shapes}) != 1:
-            fail("FanInSum", f"expected inputs of one shape, got {tuple(input_shapes)}")
-        return input_shapes[0], ()
-
-    def forward(params, xs):
-        if len({tuple(x.shape) for x in xs}) != 1:
-            fail("FanInSum", f"expected inputs of one shape, got {[tuple(x.shape) for x in xs]}")
-        y = xs[0]
-        for x in xs[1:]:
-            y = y + x
-        return y, len(xs)
-
-    def backward(params, n, dy):
-        return (), (dy,) * n
-
-    return make_layer("FanInSum", init, forward, backward)
-
-
-def FanInConcat(axis: int = -1) -> Layer:
-    """Concatenate a tuple of inputs along `axis`.  Backward: dy split back into pieces."""
-
-    def init(key, input_shapes):
-        ndim = len(input_shapes[0])
-        ax = axis % ndim
-        rest = {tuple(s[:ax]) + tuple(s[ax + 1:]) for s in input_shapes}
-        if len(rest) != 1 or any(len(s) != ndim for s in input_shapes):
-            fail("FanInConcat", f"inputs must agree except on axis {axis}, got {tuple(input_shapes)}")
-        out = list(input_shapes[0])
-        out[ax] = sum(s[ax] for s in input_shapes)
-        return tuple(out), ()
-
-    def forward(params, xs):
-        return jnp.concatenate(xs, axis), tuple(x.shape[axis] for x in xs)
-
-    def backward(params, sizes, dy):
-        bounds = [sum(sizes[:i]) for i in range(1, len(sizes))]
-        return (), tuple(jnp.split(dy, bounds, axis))
-
-    return make_layer("FanInConcat", init, forward, backward)

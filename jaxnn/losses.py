@@ -29,10 +29,11 @@ class Loss(NamedTuple):
     forward: Callable[[Array, Array], tuple[Array, Any]]
     backward: Callable[[Any, Array], Array]
     apply: Callable[[Array, Array], Array]
+    reduction: str = "mean"  # "sum" or "mean" over the examples
 
 
-def _loss(name, forward, backward) -> Loss:
-    return Loss(name, forward, backward, lambda pred, target: forward(pred, target)[0])
+def _loss(name, forward, backward, reduction="mean") -> Loss:
+    return Loss(name, forward, backward, lambda pred, target: forward(pred, target)[0], reduction)
 
 
 def _check_reduction(name, reduction):
@@ -72,7 +73,7 @@ def _elementwise(name, reduction, term, dterm) -> Loss:
         pred, target, count = residuals
         return dterm(pred, target) * (dloss / count)
 
-    return _loss(name, forward, backward)
+    return _loss(name, forward, backward, reduction)
 
 
 def sum_of_squares() -> Loss:
@@ -156,7 +157,7 @@ def softmax_cross_entropy(reduction: str = "mean") -> Loss:
         d = jnp.exp(log_p) * target.sum(axis=-1, keepdims=True) - target
         return d * (dloss / count)
 
-    return _loss(name, forward, backward)
+    return _loss(name, forward, backward, reduction)
 
 
 __all__ = ["Loss", "binary_cross_entropy", "hinge", "mse", "perceptron",

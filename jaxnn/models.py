@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from jaxnn import initializers
-from jaxnn.core import Layer, serial
+from jaxnn.combinators import serial
+from jaxnn.core import Layer
 from jaxnn.layers import (
     LENET5_C3_TABLE, RBF, AvgPool, Conv2D, Dense, Flatten, MaxPool, Negate, PartialConv2D, Relu,
     ScaledTanh, Subsample, Tanh,

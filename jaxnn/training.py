@@ -1,9 +1,10 @@
 """Compiled training and evaluation steps for any model, loss and optax optimiser.
 
-    step(params, opt_state, x, y) -> (params, opt_state, metrics)
+    plain model:     step(params, opt_state, x, y)             -> (params, opt_state, metrics)
+    stateful model:  step(params, state, opt_state, x, y, key) -> (params, state, opt_state, metrics)
 
-is pure and jit-compiled; everything with side effects (data, logging, checkpoints) stays
-outside it. Optimisers are optax's `GradientTransformation`s.
+are pure and jit-compiled; everything with side effects (data, logging, checkpoints) stays
+outside them. Optimisers are optax's `GradientTransformation`s.
 """
 
 from __future__ import annotations
@@ -15,43 +16,63 @@ import jax.numpy as jnp
 import optax
 
 from jaxnn.backprop import value_and_grad
-from jaxnn.core import Layer
+from jaxnn.core import AnyLayer, is_stateful
 from jaxnn.losses import Loss
 
 
-def train_step(model: Layer, loss: Loss, optimizer: optax.GradientTransformation,
+def train_step(model: AnyLayer, loss: Loss, optimizer: optax.GradientTransformation,
                method: str = "autodiff", *, jit: bool = True, donate: bool = True) -> Callable:
-    """A step (params, opt_state, x, y) -> (params, opt_state, {"loss": J}).
+    """A step: W_{t+1} = W_t + optimizer.update(dJ/dW_t), the gradient from `method`
+    ("autodiff" or "manual"); metrics = {"loss": J}. Signatures: the module docstring (a
+    stateful model runs with train=True and returns its new state; `key` may be None for a
+    model that draws no random numbers).
 
-    W_{t+1} = W_t + optimizer.update(dJ/dW_t): the gradient from `method` ("autodiff" or
-    "manual"). With donate=True the old params and optimiser state buffers are reused for
-    the new ones (do not read the arguments after the call).
+    With donate=True the old params, state and optimiser state buffers are reused for the
+    new ones (do not read the arguments after the call).
     """
     grad_fn = value_and_grad(model, loss, method, jit=False)
 
+    def update(params, opt_state, grads):
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state
+
+    if is_stateful(model):
+        def step_s(params, state, opt_state, x, y, key=None):
+            (value, state), grads = grad_fn(params, state, x, y, key)
+            params, opt_state = update(params, opt_state, grads)
+            return params, state, opt_state, {"loss": value}
+        return jax.jit(step_s, donate_argnums=(0, 1, 2) if donate else ()) if jit else step_s
+
     def step(params, opt_state, x, y):
         value, grads = grad_fn(params, x, y)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        params = optax.apply_updates(params, updates)
+        params, opt_state = update(params, opt_state, grads)
         return params, opt_state, {"loss": value}
 
-    if not jit:
-        return step
-    return jax.jit(step, donate_argnums=(0, 1) if donate else ())
+    return jax.jit(step, donate_argnums=(0, 1) if donate else ()) if jit else step
 
 
-def eval_step(model: Layer, loss: Loss | None = None, *, jit: bool = True) -> Callable:
-    """(params, x, labels) -> {"correct": #argmax hits, "loss": summed loss (if loss given)}.
+def eval_step(model: AnyLayer, loss: Loss | None = None, *, jit: bool = True) -> Callable:
+    """(params, x, labels) -> {"correct": #argmax hits, "loss": summed loss (if loss given)};
+    a stateful model takes (params, state, x, labels) and runs with train=False (no key).
 
-    Sums rather than means, so batches of any size add up exactly over a dataset.
+    Sums over the batch rather than means, so batches of any size add up exactly over a
+    dataset: a "mean" loss is multiplied back by the batch size, a "sum" loss is not.
     No gradients are computed.
     """
-    def step(params, x, labels):
-        logits = model.apply(params, x)
-        metrics = {"correct": (jnp.argmax(logits, axis=-1) == labels).sum()}
+    def metrics(logits, labels):
+        out = {"correct": (jnp.argmax(logits, axis=-1) == labels).sum()}
         if loss is not None:
-            metrics["loss"] = loss.apply(logits, labels) * labels.shape[0]
-        return metrics
+            value = loss.apply(logits, labels)
+            out["loss"] = value * labels.shape[0] if loss.reduction == "mean" else value
+        return out
+
+    if is_stateful(model):
+        def step_s(params, state, x, labels):
+            return metrics(model.apply(params, state, x, train=False)[0], labels)
+        return jax.jit(step_s) if jit else step_s
+
+    def step(params, x, labels):
+        return metrics(model.apply(params, x), labels)
 
     return jax.jit(step) if jit else step
 

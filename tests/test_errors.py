@@ -2,6 +2,7 @@
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 import jaxnn as nn
@@ -93,3 +94,54 @@ def test_errors_from_jax_itself_are_not_relabelled():
     with pytest.raises(TypeError) as info:
         model.apply(params, "not an array")
     assert isinstance(info.value, nn.LayerTypeError)
+
+
+# ------------------------------------------------------- regressions from a user review
+def test_as_custom_vjp_keeps_each_calls_residuals_apart():
+    """Two calls with different static residuals inside one jax.grad (once a shared dict)."""
+    flat = nn.as_custom_vjp(nn.Flatten())
+    a, b = jnp.arange(24.0).reshape(2, 3, 4), jnp.arange(24.0).reshape(2, 4, 3)
+
+    def f(a, b):
+        return (flat.apply((), a) ** 2).sum() + (flat.apply((), b) * 3).sum()
+
+    da, db = jax.grad(f, argnums=(0, 1))(a, b)
+    np.testing.assert_array_equal(da, 2 * a)
+    np.testing.assert_array_equal(db, jnp.full((2, 4, 3), 3.0))
+
+
+def test_parallel_checks_params_layers_and_locates_apply_errors():
+    model = nn.parallel(nn.Dense(2), nn.Dense(3))
+    _, params = model.init(jax.random.key(0), ((1, 4), (1, 5)))
+    xs = (jnp.ones((1, 4)), jnp.ones((1, 5)))
+    with pytest.raises(nn.LayerError, match="parallel: expected params for 2 layers, got 1"):
+        model.apply(params[:1], xs)
+    with pytest.raises(nn.LayerError, match="parallel: expected params for 2 layers, got 1"):
+        model.forward(params[:1], xs)
+    with pytest.raises(nn.LayerTypeError, match=r"parallel\[1\]: expected a Layer, got function"):
+        nn.parallel(nn.Dense(2), nn.Tanh)
+    with pytest.raises(nn.LayerError, match=r"parallel\[1\] Dense: expected trailing axes \(5,\)"):
+        model.apply(params, (jnp.ones((1, 4)), jnp.ones((1, 6))))
+
+
+def test_eval_step_sums_a_sum_reduced_loss_once():
+    model = nn.serial(nn.Dense(3))
+    _, params = model.init(jax.random.key(0), (4, 2))
+    x, y = jax.random.normal(jax.random.key(1), (4, 2)), jnp.array([0, 1, 2, 0])
+    total = float(nn.losses.softmax_cross_entropy("sum").apply(model.apply(params, x), y))
+    for reduction in ("sum", "mean"):
+        got = nn.eval_step(model, nn.losses.softmax_cross_entropy(reduction))(params, x, y)
+        np.testing.assert_allclose(float(got["loss"]), total, rtol=1e-6)
+
+
+@pytest.mark.parametrize("layer,shape", [
+    (nn.Conv2D(2, 3), (1, 5, 5, 1)), (nn.Conv2D(2, 3), (1, 5, 5, 2)), (nn.Dense(3), (2, 4)),
+    (nn.Subsample(2), (1, 4, 4, 2)), (nn.LayerNorm(), (2, 3)),
+])
+def test_one_dtype_rule_input_must_match_the_weights(layer, shape):
+    _, params = layer.init(jax.random.key(0), shape)
+    with jax.enable_x64(True):
+        x = jnp.ones(shape, jnp.float64)
+        with pytest.raises(nn.LayerTypeError,
+                           match=f"{layer.name}: expected input dtype float32 .*got float64"):
+            layer.apply(params, x)

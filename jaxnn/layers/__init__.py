@@ -5,14 +5,18 @@ from jaxnn.layers.activations import (
 )
 from jaxnn.layers.conv import Conv2D, ConvParams
 from jaxnn.layers.dense import Dense, DenseParams
+from jaxnn.layers.dropout import Dropout
 from jaxnn.layers.lecun1998 import (
     LENET5_C3_TABLE, RBF, Negate, PartialConv2D, ScaledTanh, Subsample, SubsampleParams,
 )
+from jaxnn.layers.norm import BatchNorm, BatchNormState, LayerNorm, NormParams
 from jaxnn.layers.pool import AvgPool, MaxPool
 from jaxnn.layers.reshape import Flatten, Reshape
+from jaxnn.layers.scan import Scan
 
 __all__ = [
-    "AvgPool", "Conv2D", "ConvParams", "Dense", "DenseParams", "Flatten", "Heaviside",
-    "Identity", "LENET5_C3_TABLE", "LogSoftmax", "MaxPool", "Negate", "PartialConv2D", "RBF",
-    "Relu", "Reshape", "ScaledTanh", "Sigmoid", "Softmax", "Subsample", "SubsampleParams", "Tanh",
+    "AvgPool", "BatchNorm", "BatchNormState", "Conv2D", "ConvParams", "Dense", "DenseParams",
+    "Dropout", "Flatten", "Heaviside", "Identity", "LENET5_C3_TABLE", "LayerNorm", "LogSoftmax",
+    "MaxPool", "Negate", "NormParams", "PartialConv2D", "RBF", "Relu", "Reshape", "Scan",
+    "ScaledTanh", "Sigmoid", "Softmax", "Subsample", "SubsampleParams", "Tanh",
 ]

@@ -78,7 +78,7 @@ def Conv2D(
                           for a in range(window[0]) for b in range(window[1])])
 
     def forward(params, x):
-        check_input(name, x, ndim=4, trailing=(params.w.shape[2],))
+        check_input(name, x, ndim=4, trailing=(params.w.shape[2],), dtype=params.w.dtype)
         if params.w.shape[:2] != window:
             fail(name, f"expected a kernel of spatial size {window}, got w of shape {params.w.shape}")
         pads, out = geometry(x.shape[1:3])

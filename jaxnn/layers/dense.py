@@ -40,7 +40,7 @@ def Dense(
         return (*shape[:-1], features), DenseParams(w, b)
 
     def forward(params, x):
-        check_input("Dense", x, trailing=(params.w.shape[0],))
+        check_input("Dense", x, trailing=(params.w.shape[0],), dtype=params.w.dtype)
         b = params.b.reshape((1,) * (x.ndim - 1) + (-1,))  # explicit broadcast over examples
         return x @ params.w + b, x  # keep x for dC/dw
 

@@ -19,7 +19,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnn import initializers
-from jaxnn.core import Layer, check_input, check_shape, fail, make_layer, positive_ints
+from jaxnn.core import (
+    Layer, check_input, check_shape, fail, make_layer, positive_ints, shape_token, token_shape,
+)
 from jaxnn.layers.activations import _pointwise
 from jaxnn.layers.conv import Conv2D, ConvParams
 
@@ -106,16 +108,17 @@ def Subsample(window: int | tuple[int, int] = 2, coef_init: initializers.Initial
         return (n, *out_spatial(h, w), c), params
 
     def forward(params, x):
-        check_input(name, x, ndim=4, trailing=(params.coef.shape[0],))
+        check_input(name, x, ndim=4, trailing=(params.coef.shape[0],), dtype=params.coef.dtype)
         n, h, w, c = x.shape
         ho, wo = out_spatial(h, w)
         blocks = x[:, :ho * kh, :wo * kw].reshape(n, ho, kh, wo, kw, c)
         sums = blocks.sum(axis=(2, 4))
         y = sums * params.coef.reshape(1, 1, 1, -1) + params.bias.reshape(1, 1, 1, -1)
-        return y, (sums, x.shape)
+        return y, (sums, shape_token(x.shape))
 
     def backward(params, residuals, dy):
-        sums, (n, h, w, c) = residuals
+        sums, x_shape = residuals
+        n, h, w, c = token_shape(x_shape)
         ho, wo = sums.shape[1:3]
         dparams = SubsampleParams((dy * sums).sum(axis=(0, 1, 2)), dy.sum(axis=(0, 1, 2)))
         dsums = dy * params.coef.reshape(1, 1, 1, -1)

@@ -8,7 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxnn.core import Layer, check_input, check_shape, make_layer, positive_ints
+from jaxnn.core import (
+    Layer, check_input, check_shape, make_layer, positive_ints, shape_token, token_shape,
+)
 from jaxnn.layers._window import check_padding, output_spatial, pad_pairs, transpose_pads
 
 
@@ -69,13 +71,14 @@ def AvgPool(window: int | tuple[int, int], strides: int | tuple[int, int] | None
     def forward(params, x):
         check_input(name, x, ndim=4)
         if tiles(x.shape[1:3]):
-            return _blocks(x, window).mean(axis=(2, 4)), x.shape
+            return _blocks(x, window).mean(axis=(2, 4)), shape_token(x.shape)
         pads, _ = geometry(x.shape[1:3])
         total = lax.reduce_window(x, _identity(0, x), lax.add, (1, *window, 1),
                                   (1, *strides, 1), ((0, 0), *pads, (0, 0)))
-        return total / area, x.shape
+        return total / area, shape_token(x.shape)
 
     def backward(params, x_shape, dy):
+        x_shape = token_shape(x_shape)
         n, h, w, c = x_shape
         if tiles((h, w)):
             d = jnp.broadcast_to((dy / area)[:, :, None, :, None, :], _blocks_shape(x_shape, window))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from jaxnn.core import Layer, check_input, check_shape, fail, make_layer
+from jaxnn.core import Layer, check_input, check_shape, fail, make_layer, shape_token, token_shape
 
 
 def Flatten() -> Layer:
@@ -20,10 +20,10 @@ def Flatten() -> Layer:
         check_input("Flatten", x)
         if x.ndim < 2:
             fail("Flatten", f"expected an input of rank >= 2 (batch first), got shape {x.shape}")
-        return x.reshape(x.shape[0], -1), x.shape
+        return x.reshape(x.shape[0], -1), shape_token(x.shape)
 
     def backward(params, x_shape, dy):
-        return (), dy.reshape(x_shape)
+        return (), dy.reshape(token_shape(x_shape))
 
     return make_layer("Flatten", init, forward, backward)
 
@@ -51,9 +51,9 @@ def Reshape(shape: tuple[int, ...]) -> Layer:
 
     def forward(params, x):
         check_input("Reshape", x)
-        return x.reshape(x.shape[0], *target(x.shape)), x.shape
+        return x.reshape(x.shape[0], *target(x.shape)), shape_token(x.shape)
 
     def backward(params, x_shape, dy):
-        return (), dy.reshape(x_shape)
+        return (), dy.reshape(token_shape(x_shape))
 
     return make_layer("Reshape", init, forward, backward)

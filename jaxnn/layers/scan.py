@@ -1,0 +1,79 @@
+"""Scan: one layer applied at every step of a time axis, its backward a reverse scan."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from jaxnn.core import Layer, LayerTypeError, check_shape, fail, make_layer
+
+
+def _time_major(tree):
+    return jax.tree.map(lambda a: jnp.moveaxis(a, 1, 0), tree)
+
+
+def _batch_major(tree):
+    return jax.tree.map(lambda a: jnp.moveaxis(a, 0, 1), tree)
+
+
+def _arrays_only(name, residuals):
+    for leaf in jax.tree.leaves(residuals):
+        if not isinstance(leaf, (jax.Array, np.ndarray)):
+            fail(name, f"residuals must be arrays to be stacked over time, got "
+                       f"{type(leaf).__name__} {leaf!r:.40}", exc=TypeError)
+
+
+def Scan(layer: Layer) -> Layer:
+    """y[:, t] = F(x[:, t]) for every step t, with F's weights shared across time.
+
+    Shapes: x (N, T, ...) -> y (N, T, ...out); F sees (N, ...) at each step. The forward is
+    a `lax.scan` over t whose stacked residuals are F's residuals at every step (so F's
+    residuals must be arrays). Backward, a reverse `lax.scan`:
+        dC/dx[:, t] = dx from F.backward(W, r_t, dy[:, t])
+        dC/dW       = Σ_t dW_t      (the same weights are used at every step)
+    """
+    if not isinstance(layer, Layer):
+        raise LayerTypeError(f"Scan: expected a plain (stateless) Layer, got {type(layer).__name__}")
+    name = f"Scan({layer.name})"
+
+    def init(key, input_shape):
+        n, t, *rest = check_shape(name, input_shape, min_ndim=2)
+        out_shape, params = layer.init(key, (n, *rest))
+        return (out_shape[0], t, *out_shape[1:]), params
+
+    def check(x):
+        if not hasattr(x, "ndim") or x.ndim < 2:
+            fail(name, f"expected an input (N, T, ...) with a time axis, got {getattr(x, 'shape', x)}")
+
+    def forward(params, x):
+        check(x)
+
+        def step(carry, x_t):
+            y_t, r_t = layer.forward(params, x_t)
+            _arrays_only(name, r_t)
+            return carry, (y_t, r_t)
+
+        _, (ys, residuals) = lax.scan(step, None, jnp.moveaxis(x, 1, 0))
+        return _batch_major(ys), residuals
+
+    def backward(params, residuals, dy):
+        def step(dparams, inputs):
+            r_t, dy_t = inputs
+            dparams_t, dx_t = layer.backward(params, r_t, dy_t)
+            return jax.tree.map(jnp.add, dparams, dparams_t), dx_t
+
+        zero = jax.tree.map(jnp.zeros_like, params)
+        dparams, dxs = lax.scan(step, zero, (residuals, _time_major(dy)), reverse=True)
+        return dparams, _batch_major(dxs)
+
+    def apply(params, x):
+        check(x)
+        _, ys = lax.scan(lambda c, x_t: (c, layer.apply(params, x_t)), None, jnp.moveaxis(x, 1, 0))
+        return _batch_major(ys)
+
+    return Layer(name, init, forward, backward, apply, (layer,))
+
+
+__all__ = ["Scan"]
