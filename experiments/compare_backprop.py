@@ -1,8 +1,10 @@
 """Every jaxnn gradient computed five ways, and how far apart they are.
 
-    python -m experiments.compare_backprop [--out runs/compare_backprop] [--quick] [--repeats 20]
+    python -m experiments.compare_backprop [--out runs/compare_backprop] [--quick]
+                                           [--cases dense,conv_same] [--repeats 20]
 
-For each layer (a VJP with a random cotangent dy), each loss (dJ/dpred) and LeNet-5 ("classic"
+For each layer case of jaxnn.cases, the table the test suite runs (a VJP with a random
+cotangent dy), each loss (dJ/dpred) and LeNet-5 ("classic"
 and "modern", batch 4, softmax cross-entropy on integer labels; dJ/dparams), in float32 and in
 float64, the gradient is computed by
 
@@ -11,7 +13,8 @@ float64, the gradient is computed by
     forward      jax.jvp, one column per coordinate (LeNet-5: 32 random coordinates per tensor)
     finite_diff  central differences in float64, ε = 1e-6 (LeNet-5: the same coordinates)
     numpy        experiments/numpy_reference.py, which shares no code with jaxnn (Dense, Conv2D,
-                 VALID pools, Flatten, tanh, sigmoid, ReLU, softmax cross-entropy, LeNet-5)
+                 pools, Flatten, tanh, sigmoid, ReLU, softmax cross-entropy, LeNet-5); the
+                 adapters below map it onto the table's rows by case id
 
 and each is compared with reverse mode (errors and tolerances: jaxnn.compare's docstring). Then
 manual and reverse gradients of LeNet-5 at batch 128 are timed (jitted, after a warm-up, median
@@ -19,7 +22,8 @@ of --repeats interleaved calls), and all four methods on a small MLP (forward mo
 differences over every coordinate are n or 2n forward passes: too slow for LeNet-5's 61,706).
 
 Writes compare.md, compare.json and compare.png to --out and prints the summary; the last line
-says whether every pair agreed.
+says whether every pair agreed. Exit status: 0 when every pair agreed (or differed by design),
+1 when any pair disagreed, 2 for an unknown --cases id.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import json
 import os
 import pathlib
 import platform
+import sys
 import time
 
 import jax
@@ -41,80 +46,91 @@ import numpy as np
 import jaxnn as nn
 from experiments import numpy_reference as ref
 from jaxnn import compare, losses, models
+from jaxnn.cases import LAYER_CASES, Case, select
 
 DTYPES = ("float32", "float64")
 PAIRS = ("manual", "forward", "finite_diff", "numpy")  # each compared with "reverse"
 
 
 # ------------------------------------------------------------------ NumPy reference adapters
-# Each maps (params, x, dy) as NumPy arrays to (dparams, dx) in jaxnn's pytree layout.
-def _ref_dense(params, x, dy):
-    dx, dw, db = ref.dense_backward(ref.dense_forward(x, params.w, params.b)[1], dy)
-    return nn.DenseParams(dw, db), dx
+# Keyed by jaxnn.cases id. Each maps (params, x) as NumPy arrays to (y, vjp), like jax.vjp:
+# the reference's forward value, and vjp(dy) -> (dparams, dx) in jaxnn's pytree layout.
+def _ref_dense(params, x):
+    """Dense acts on the last axis: the leading axes are flattened into the batch."""
+    y, cache = ref.dense_forward(x.reshape(-1, x.shape[-1]), params.w, params.b)
+
+    def vjp(dy):
+        dx, dw, db = ref.dense_backward(cache, dy.reshape(-1, dy.shape[-1]))
+        return nn.DenseParams(dw, db), dx.reshape(x.shape)
+    return y.reshape(*x.shape[:-1], -1), vjp
 
 
 def _ref_conv(strides, padding):
-    def grads(params, x, dy):
-        _, cache = ref.conv2d_forward(x, params.w, params.b, strides, padding)
-        dx, dw, db = ref.conv2d_backward(cache, dy)
-        return nn.ConvParams(dw, db), dx
-    return grads
+    def run(params, x):
+        y, cache = ref.conv2d_forward(x, params.w, params.b, strides, padding)
+
+        def vjp(dy):
+            dx, dw, db = ref.conv2d_backward(cache, dy)
+            return nn.ConvParams(dw, db), dx
+        return y, vjp
+    return run
 
 
-def _ref_pool(forward, backward, window, strides):
-    return lambda params, x, dy: ((), backward(forward(x, window, strides)[1], dy))
+_POOLS = {"avg": (ref.avgpool_forward, ref.avgpool_backward, 0.0),
+          "max": (ref.maxpool_forward, ref.maxpool_backward, -np.inf)}
+
+
+def _ref_pool(kind, window, strides, padding):
+    """The reference pools VALID: pad x first (zeros count towards the mean, -inf never wins
+    the max, as in jaxnn), then crop the padding off dx."""
+    forward, backward, fill = _POOLS[kind]
+
+    def run(params, x):
+        (lh, hh), (lw, hw) = ref.padding_pairs(padding, x.shape[1:3], window, strides)
+        xpad = np.pad(x, ((0, 0), (lh, hh), (lw, hw), (0, 0)), constant_values=fill)
+        y, cache = forward(xpad, window, strides)
+        return y, lambda dy: ((), backward(cache, dy)[:, lh:lh + x.shape[1], lw:lw + x.shape[2]])
+    return run
 
 
 def _ref_unary(forward, backward):
-    return lambda params, x, dy: ((), backward(forward(x)[1], dy))
+    def run(params, x):
+        y, cache = forward(x)
+        return y, lambda dy: ((), backward(cache, dy))
+    return run
 
 
-# ------------------------------------------------------------------ the cases
-# (id, layer constructor, input shape, NumPy reference or None)
-LAYER_CASES = [
-    ("dense", lambda: nn.Dense(5), (3, 4), _ref_dense),
-    ("dense_3d_input", lambda: nn.Dense(2), (2, 3, 4), None),
-    ("conv_valid", lambda: nn.Conv2D(3, 3), (2, 7, 6, 2), _ref_conv((1, 1), "VALID")),
-    ("conv_same_1_channel", lambda: nn.Conv2D(4, 5, padding="SAME"), (2, 8, 8, 1),
-     _ref_conv((1, 1), "SAME")),
-    ("conv_stride2_same", lambda: nn.Conv2D(3, 3, strides=2, padding="SAME"), (2, 9, 8, 2),
-     _ref_conv((2, 2), "SAME")),
-    ("conv_explicit_asym", lambda: nn.Conv2D(2, (2, 3), strides=(2, 1), padding=((1, 3), (0, 2))),
-     (2, 7, 5, 2), _ref_conv((2, 1), ((1, 3), (0, 2)))),
-    ("conv_1x1", lambda: nn.Conv2D(3, 1), (2, 4, 4, 5), _ref_conv((1, 1), "VALID")),
-    ("avgpool_2", lambda: nn.AvgPool(2), (2, 8, 6, 3),
-     _ref_pool(ref.avgpool_forward, ref.avgpool_backward, (2, 2), (2, 2))),
-    ("avgpool_ragged", lambda: nn.AvgPool(2), (2, 7, 5, 3),
-     _ref_pool(ref.avgpool_forward, ref.avgpool_backward, (2, 2), (2, 2))),
-    ("avgpool_rect", lambda: nn.AvgPool((3, 2), strides=(1, 2)), (1, 6, 6, 2),
-     _ref_pool(ref.avgpool_forward, ref.avgpool_backward, (3, 2), (1, 2))),
-    ("avgpool_overlap_same", lambda: nn.AvgPool(3, strides=2, padding="SAME"), (2, 9, 8, 2), None),
-    ("maxpool_2", lambda: nn.MaxPool(2), (2, 8, 6, 3),
-     _ref_pool(ref.maxpool_forward, ref.maxpool_backward, (2, 2), (2, 2))),
-    ("maxpool_ragged", lambda: nn.MaxPool(2), (2, 7, 5, 3),
-     _ref_pool(ref.maxpool_forward, ref.maxpool_backward, (2, 2), (2, 2))),
-    ("maxpool_overlap_same", lambda: nn.MaxPool(3, strides=2, padding="SAME"), (2, 9, 8, 2), None),
-    ("maxpool_explicit", lambda: nn.MaxPool((2, 3), strides=(2, 1), padding=((1, 0), (1, 1))),
-     (1, 6, 5, 2), None),
-    ("flatten", lambda: nn.Flatten(), (2, 3, 4, 5), _ref_unary(ref.flatten_forward, ref.flatten_backward)),
-    ("reshape", lambda: nn.Reshape((4, -1)), (3, 2, 6), None),
-    ("identity", lambda: nn.Identity(), (3, 4), None),
-    ("tanh", lambda: nn.Tanh(), (3, 4, 2), _ref_unary(ref.tanh_forward, ref.tanh_backward)),
-    ("sigmoid", lambda: nn.Sigmoid(), (3, 5), _ref_unary(ref.sigmoid_forward, ref.sigmoid_backward)),
-    ("relu", lambda: nn.Relu(), (3, 5), _ref_unary(ref.relu_forward, ref.relu_backward)),
-    ("softmax", lambda: nn.Softmax(), (3, 6), None),
-    ("softmax_axis1", lambda: nn.Softmax(axis=1), (2, 4, 3), None),
-    ("logsoftmax", lambda: nn.LogSoftmax(), (3, 6), None),
-    ("heaviside", lambda: nn.Heaviside(), (3, 5), None),
-    ("heaviside_straight_through", lambda: nn.Heaviside(straight_through=True), (3, 5), None),
-    ("serial_mlp", lambda: nn.serial(nn.Dense(6), nn.Tanh(), nn.Dense(3), nn.LogSoftmax()), (4, 5), None),
-    ("serial_convnet", lambda: nn.serial(nn.Conv2D(3, 3, padding="SAME"), nn.Tanh(), nn.MaxPool(2),
-                                         nn.Flatten(), nn.Dense(4)), (2, 6, 6, 1), None),
-    ("residual_fanout_sum", lambda: nn.serial(nn.FanOut(2), nn.parallel(nn.Dense(4), nn.Identity()),
-                                              nn.FanInSum(), nn.Tanh()), (3, 4), None),
-    ("fanout_concat", lambda: nn.serial(nn.FanOut(2), nn.parallel(nn.Dense(2), nn.Sigmoid()),
-                                        nn.FanInConcat()), (3, 4), None),
-]
+# id -> (strides, padding) of the table's Conv2D rows; lax.conv_general_dilated takes them too.
+CONV_GEOMETRY = {
+    "conv_valid": ((1, 1), "VALID"),
+    "conv_same": ((1, 1), "SAME"),
+    "conv_1_channel_rect": ((1, 1), ((1, 0), (0, 2))),
+    "conv_stride2_same": ((2, 2), "SAME"),
+    "conv_stride3_valid_ragged": ((3, 2), "VALID"),
+    "conv_explicit_asym": ((2, 1), ((1, 3), (0, 2))),
+    "conv_1x1": ((1, 1), "VALID"),
+    "conv_he": ((1, 1), ((1, 1), (1, 1))),
+}
+# id -> (kind, window, strides, padding) of the table's pooling rows.
+POOL_GEOMETRY = {
+    "avgpool_2": ("avg", (2, 2), (2, 2), "VALID"),
+    "avgpool_ragged": ("avg", (2, 2), (2, 2), "VALID"),
+    "avgpool_overlap_same": ("avg", (3, 3), (2, 2), "SAME"),
+    "avgpool_rect": ("avg", (3, 2), (1, 2), "VALID"),
+    "maxpool_2": ("max", (2, 2), (2, 2), "VALID"),
+    "maxpool_ragged": ("max", (2, 2), (2, 2), "VALID"),
+    "maxpool_overlap_same": ("max", (3, 3), (2, 2), "SAME"),
+    "maxpool_explicit": ("max", (2, 3), (2, 1), ((1, 0), (1, 1))),
+}
+NUMPY_REFERENCES = {
+    "dense": _ref_dense, "dense_3d_input": _ref_dense, "dense_glorot": _ref_dense,
+    **{case: _ref_conv(*g) for case, g in CONV_GEOMETRY.items()},
+    **{case: _ref_pool(*g) for case, g in POOL_GEOMETRY.items()},
+    "flatten": _ref_unary(ref.flatten_forward, ref.flatten_backward),
+    "tanh": _ref_unary(ref.tanh_forward, ref.tanh_backward),
+    "sigmoid": _ref_unary(ref.sigmoid_forward, ref.sigmoid_backward),
+    "relu": _ref_unary(ref.relu_forward, ref.relu_backward),
+}
 
 
 def _normal(key, dtype, shape=(4, 3)):
@@ -151,9 +167,8 @@ LOSS_CASES = [
     ("perceptron", losses.perceptron(), _normal, _signs, None),
 ]
 
-# The step's true derivative is 0 almost everywhere, which finite differences see; the
-# straight-through estimator passes dy through on purpose, so that pair differs by design.
-EXPECTED_TO_DIFFER = {("heaviside_straight_through", "finite_diff")}
+# Rows whose backward differs from finite differences by design (a straight-through estimator).
+EXPECTED_TO_DIFFER = {(case.id, "finite_diff") for case in LAYER_CASES if not case.numeric}
 
 QUICK_LAYERS = ("dense", "heaviside_straight_through")
 QUICK_LOSSES = ("softmax_ce_int_labels",)
@@ -163,6 +178,7 @@ QUICK_LOSSES = ("softmax_ce_int_labels",)
 class Config:
     out: str = "runs/compare_backprop"
     quick: bool = False          # a few cases, no LeNet-5 (for tests)
+    cases: tuple[str, ...] | None = None  # layer case ids to run (default: all, or the quick ones)
     repeats: int = 20            # timed calls per method (median reported)
     seed: int = 0
     lenet_batch: int = 4         # batch for the gradient comparison
@@ -191,14 +207,23 @@ def _setup_layer(make, shape, dtype, key):
     return layer, params, x, jax.tree.unflatten(jax.tree.structure(out), dys)
 
 
+def layer_cases(config: Config) -> list[Case]:
+    """The rows of jaxnn.cases to run; an unknown id in config.cases raises ValueError."""
+    if config.cases is not None:
+        return select(config.cases, LAYER_CASES)
+    return select(QUICK_LAYERS, LAYER_CASES) if config.quick else list(LAYER_CASES)
+
+
 def run_layers(config: Config, dtype: str, key) -> list[dict]:
     results = []
-    for i, (case, make, shape, numpy_ref) in enumerate(LAYER_CASES):
-        if config.quick and case not in QUICK_LAYERS:
-            continue
-        layer, params, x, dy = _setup_layer(make, shape, dtype, jax.random.fold_in(key, i))
-        extra = {"numpy": numpy_ref(*_np((params, x, dy)))} if numpy_ref else None
-        results.append(compare.compare_layer(layer, params, x, dy, key=key, extra=extra, name=case))
+    for case in layer_cases(config):
+        i = [c.id for c in LAYER_CASES].index(case.id)  # the row's key does not depend on the selection
+        layer, params, x, dy = _setup_layer(case.make, case.input_shape, dtype, jax.random.fold_in(key, i))
+        extra = None
+        if case.id in NUMPY_REFERENCES:
+            params_np, x_np, dy_np = _np((params, x, dy))
+            extra = {"numpy": NUMPY_REFERENCES[case.id](params_np, x_np)[1](dy_np)}
+        results.append(compare.compare_layer(layer, params, x, dy, key=key, extra=extra, name=case.id))
     return results
 
 
@@ -258,12 +283,11 @@ def run_timings(config: Config, key) -> dict:
                    for m, a in (("manual", "manual"), ("reverse", "autodiff"))}
             timings[f"lenet5_{variant}, batch {config.timing_batch}, float32, dJ/dparams"] = \
                 compare.time_fns(fns, params, x, labels, repeats=config.repeats)
-    case = "serial_mlp"
-    _, make, shape, _ = next(c for c in LAYER_CASES if c[0] == case)
+    (case,) = select(["serial_mlp"], LAYER_CASES)
     with jax.enable_x64(True):
-        layer, params, x, dy = _setup_layer(make, shape, "float64", key)
+        layer, params, x, dy = _setup_layer(case.make, case.input_shape, "float64", key)
         n = sum(a.size for a in jax.tree.leaves((params, x)))
-        timings[f"SMALL CASE {case} {shape}, float64, full VJP over all {n} coordinates"] = \
+        timings[f"SMALL CASE {case.id} {case.input_shape}, float64, full VJP over all {n} coordinates"] = \
             compare.time_fns(compare.vjp_fns(layer), params, x, dy, repeats=config.repeats)
     return timings
 
@@ -370,6 +394,7 @@ def _machine() -> str:
 def train_and_evaluate(config: Config) -> dict:
     """Run every comparison and the timings; write compare.{md,json,png} under config.out."""
     start = time.perf_counter()
+    layer_cases(config)
     out = pathlib.Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     key = jax.random.key(config.seed)
@@ -415,13 +440,21 @@ def train_and_evaluate(config: Config) -> dict:
 
 
 def main(argv=None) -> dict:
+    """Parse argv and run; an unknown case id is one line on stderr and exit status 2."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=Config.out, help="output folder (default %(default)s)")
     parser.add_argument("--quick", action="store_true", help="a few cases, no LeNet-5 (for tests)")
+    parser.add_argument("--cases", help="comma-separated jaxnn.cases ids: only these layer cases")
     parser.add_argument("--repeats", type=int, default=Config.repeats, help="timed calls per method")
     args = parser.parse_args(argv)
-    return train_and_evaluate(Config(out=args.out, quick=args.quick, repeats=args.repeats))
+    config = Config(out=args.out, quick=args.quick, repeats=args.repeats,
+                    cases=None if args.cases is None else tuple(filter(None, args.cases.split(","))))
+    try:
+        layer_cases(config)
+    except ValueError as err:
+        parser.exit(2, f"compare_backprop: --cases: {err}\n")
+    return train_and_evaluate(config)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(0 if main()["all_agree"] else 1)
