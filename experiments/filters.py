@@ -29,11 +29,11 @@ import numpy as np
 import jaxnn
 from experiments import filters_plots as fplots
 from experiments import train_lenet
-from jaxnn.checkpoint import Checkpoints
+from experiments.loop import UsageError, cli_main
 from jaxnn import data as jdata
 
-__all__ = ["CURVE_FILTER", "EDGE_FILTERS", "UsageError", "activation_maps", "best_matches", "normalised_maps", "cli_main",
-           "curve_stimulus", "load_params", "main", "run", "train_short"]
+__all__ = ["CURVE_FILTER", "EDGE_FILTERS", "activation_maps", "best_matches", "curve_stimulus",
+           "load_params", "main", "normalised_maps", "run", "train_short"]
 
 # The lecture's curve detector, exactly as printed (7 rows of 7).
 CURVE_FILTER = np.array([
@@ -107,10 +107,6 @@ def best_matches(learned: np.ndarray, handset: dict[str, np.ndarray]) -> tuple[n
     return corr, matches
 
 
-class UsageError(ValueError):
-    """A bad command line or input the user can fix; reported as one line, exit status 2."""
-
-
 def train_short(run_dir: Path, *, data_dir: str | None, epochs: int) -> None:
     """A short modern LeNet-5 run by experiments.train_lenet (its checkpoints, its layout)."""
     train_lenet.train_and_evaluate(train_lenet.Config(
@@ -118,21 +114,8 @@ def train_short(run_dir: Path, *, data_dir: str | None, epochs: int) -> None:
 
 
 def load_params(run_dir: Path) -> tuple[str, list]:
-    """(variant, LeNet-5 params) from the newest checkpoint of an experiments.train_lenet run."""
-    config_path = run_dir / "config.json"
-    if not config_path.is_file():
-        raise UsageError(f"{run_dir}: no config.json; expected a run folder of experiments.train_lenet")
-    config = train_lenet.Config(**json.loads(config_path.read_text()))
-    model = jaxnn.models.lenet5(config.variant)
-    _, params = model.init(jax.random.key(config.seed), jaxnn.models.LENET5_INPUT_SHAPE)
-    steps = (config.train_subset or 60_000) // config.batch_size
-    template = {"params": params, "opt_state": train_lenet.make_optimizer(config, steps).init(params)}
-    checkpoints = Checkpoints(run_dir / "checkpoints")
-    step = checkpoints.latest()
-    if step is None:
-        raise UsageError(f"{run_dir}: no checkpoint in {run_dir / 'checkpoints'}")
-    state = checkpoints.restore(step, template)
-    checkpoints.close()
+    """(variant, LeNet-5 params) from the newest intact checkpoint of an experiments.train_lenet run."""
+    config, state = train_lenet.load_trained(run_dir)
     return config.variant, state["params"]
 
 
@@ -205,13 +188,8 @@ def _digit(i, labels, score, peak) -> dict:
             "peak": round(float(peak[i]), 2)}
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UsageError(message)
-
-
 def parse_args(argv=None) -> argparse.Namespace:
-    p = _Parser(prog="python -m experiments.filters", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m experiments.filters", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="output folder (created)")
     p.add_argument("--lenet", default=None,
                    help="a run folder written by experiments.train_lenet; default: train a short run in OUT/lenet")
@@ -240,16 +218,6 @@ def main(argv=None) -> int:
     print(f"curve detector on test digit {args.digit}: max {summary['curve_on_digit']['max']:.1f} "
           f"of {summary['curve_on_digit']['max_possible']:.0f}; results in {args.out}")
     return 0
-
-
-def cli_main(main_fn) -> int:
-    """main_fn() with errors a user can cause (bad input, missing or corrupt data) as one line
-    on stderr and exit status 2."""
-    try:
-        return main_fn()
-    except (UsageError, jdata.DataError, FileNotFoundError) as e:
-        print(f"experiments.filters: {e}", file=sys.stderr)
-        return 2
 
 
 if __name__ == "__main__":

@@ -17,9 +17,10 @@ import statistics
 import sys
 from pathlib import Path
 
-from experiments.train_lenet import Config, _read_metrics, train_and_evaluate
+from experiments.loop import read_metrics
+from experiments.train_lenet import Config, train_and_evaluate
 from jaxnn.backprop import METHODS
-from jaxnn.models import LENET5_VARIANTS
+from jaxnn.models import LENET5_ALL_VARIANTS, LENET5_VARIANTS
 
 
 def run_dir(out: Path, variant: str, grad: str, seed: int) -> Path:
@@ -58,7 +59,7 @@ def collect(args) -> dict:
                                       "test_acc": accs, "mean": statistics.mean(accs.values()),
                                       "train_seconds_last": seconds})
         for seed in args.seeds:
-            rows = {g: _read_metrics(run_dir(args.out, variant, g, seed) / "metrics.csv", 10**6)
+            rows = {g: read_metrics(run_dir(args.out, variant, g, seed) / "metrics.csv")
                     for g in ("autodiff", "manual")}
             if rows["autodiff"] and len(rows["autodiff"]) == len(rows["manual"]):
                 rel = max(abs(m["train_loss"] - a["train_loss"]) / a["train_loss"]
@@ -88,7 +89,8 @@ def markdown(table: dict, seeds) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--variants", nargs="+", choices=LENET5_VARIANTS, default=list(LENET5_VARIANTS))
+    p.add_argument("--variants", nargs="+", choices=LENET5_ALL_VARIANTS,
+                   default=[*LENET5_VARIANTS, "bn"])
     p.add_argument("--grads", nargs="+", choices=METHODS, default=list(METHODS))
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--out", type=Path, default=Path("runs/lenet_table"))

@@ -266,3 +266,34 @@ def plot_misclassified(images, labels, preds, path, max_n=36, probs=None):
     key = "true→pred (confidence)" if probs is not None else "true→pred"
     fig.suptitle(f"Misclassified: {total}{shown}   [{key}]")
     return _save(fig, path)
+
+
+def plot_layer_gradients(rows, path, title="Gradient norms per layer", runs=None):
+    """The two backprop equations over training: ‖dC/dX_i‖ (left) and ‖dC/dW_i‖ (right) of
+    every layer against epoch, log scale.
+
+    rows: metrics rows with ``dx_norm:<layer>`` / ``dw_norm:<layer>`` columns. runs: optional
+    {label: rows} drawn side by side instead (e.g. the tanh network beside the ReLU one), one
+    row of panels per run.
+    """
+    runs = runs if runs is not None else {"": rows}
+    fig = _figure(11, 3.6 * len(runs))
+    axes = np.atleast_2d(fig.subplots(len(runs), 2, squeeze=False))
+    for (label, run_rows), (ax_x, ax_w) in zip(runs.items(), axes):
+        run_rows = sorted(run_rows, key=lambda r: r["epoch"])
+        epoch = np.array([r["epoch"] for r in run_rows])
+        names = list(dict.fromkeys(k for r in run_rows for k in r if k.startswith(("dx_norm:", "dw_norm:"))))
+        if not names:
+            raise ValueError("plot_layer_gradients: the rows have no dx_norm:/dw_norm: columns")
+        cmap = colormaps["viridis"]
+        for prefix, ax, what in (("dx_norm:", ax_x, "‖dC/dX_i‖ (state gradient)"),
+                                 ("dw_norm:", ax_w, "‖dC/dW_i‖ (weight gradient)")):
+            cols = [n for n in names if n.startswith(prefix)]
+            for j, col in enumerate(cols):
+                ax.plot(epoch, [r.get(col, np.nan) for r in run_rows], marker="o", ms=3,
+                        color=cmap(j / max(len(cols) - 1, 1)), label=col[len(prefix):])
+            ax.set(yscale="log", xlabel="epoch", title=f"{label} {what}".strip())
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=6, ncol=2)
+    fig.suptitle(title)
+    return _save(fig, path)

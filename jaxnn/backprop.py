@@ -142,7 +142,10 @@ def _children(model: AnyLayer) -> list[tuple[str, Any]]:
 
 
 def _state_or_empty(model, state):
-    return state if state is not None else tuple(() for _ in model.children)
+    """A plain model (or one lifted as a whole by `stateful`) has no per-layer state."""
+    if state is None or (isinstance(state, tuple) and not state):
+        return tuple(() for _ in model.children)
+    return state
 
 
 def intermediates(model: AnyLayer, params, x, state=None, *, key=None, train: bool = False

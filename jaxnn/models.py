@@ -5,17 +5,18 @@ from __future__ import annotations
 from jaxnn import initializers
 from jaxnn.combinators import serial
 from jaxnn.core import Layer
+from jaxnn.core import AnyLayer
 from jaxnn.layers import (
-    LENET5_C3_TABLE, RBF, AvgPool, Conv2D, Dense, Flatten, MaxPool, Negate, PartialConv2D, Relu,
-    ScaledTanh, Subsample, Tanh,
+    LENET5_C3_TABLE, RBF, AvgPool, BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool, Negate,
+    PartialConv2D, Relu, ScaledTanh, Subsample, Tanh,
 )
 
-LENET5_VARIANTS = ("modern", "classic")  # the ones the accuracy table trains
-LENET5_ALL_VARIANTS = LENET5_VARIANTS + ("lecun1998",)
+LENET5_VARIANTS = ("modern", "classic")  # plain (stateless) models, in every comparison
+LENET5_ALL_VARIANTS = LENET5_VARIANTS + ("lecun1998", "bn")
 LENET5_INPUT_SHAPE = (-1, 28, 28, 1)
 
 
-def lenet5(variant: str = "modern", num_classes: int = 10) -> Layer:
+def lenet5(variant: str = "modern", num_classes: int = 10) -> AnyLayer:
     """LeNet-5 on 28×28×1 NHWC input (LeCun et al. 1998), returning logits (N, num_classes).
 
     Layers (shapes for a batch of N):
@@ -52,6 +53,10 @@ def lenet5(variant: str = "modern", num_classes: int = 10) -> Layer:
     background -0.1 and ink 1.175; and the paper trained with stochastic diagonal
     Levenberg-Marquardt. It is in LENET5_ALL_VARIANTS, not in LENET5_VARIANTS (the variants
     the accuracy table trains).
+
+    variant="bn" is "modern" with `BatchNorm` between each of C1, C3, C5, F6 and its ReLU
+    (statistics over N, H, W per channel for the convolutions) and `Dropout(0.25)` before the
+    output layer: a `StatefulLayer` (running statistics; a key in training).
     """
     return serial(*(layer for _, layer in lenet5_stages(variant, num_classes)))
 
@@ -62,6 +67,8 @@ def lenet5_stages(variant: str = "modern", num_classes: int = 10) -> list[tuple[
         raise ValueError(f"lenet5: variant must be one of {LENET5_ALL_VARIANTS}, got {variant!r}")
     if variant == "lecun1998":
         return _lecun1998_stages(num_classes)
+    if variant == "bn":
+        return _bn_stages(num_classes)
     if variant == "modern":
         act, pool, w_init = Relu, MaxPool, initializers.he_normal
     else:
@@ -72,6 +79,20 @@ def lenet5_stages(variant: str = "modern", num_classes: int = 10) -> list[tuple[
         ("flatten", Flatten()),
         ("C5", Dense(120, w_init=w_init)), ("C5 act", act()),
         ("F6", Dense(84, w_init=w_init)), ("F6 act", act()),
+        ("output", Dense(num_classes, w_init=initializers.lecun_normal)),
+    ]
+
+
+def _bn_stages(num_classes: int) -> list[tuple[str, AnyLayer]]:
+    he = initializers.he_normal
+    return [
+        ("C1", Conv2D(6, 5, padding="SAME", w_init=he)), ("C1 bn", BatchNorm()), ("C1 act", Relu()),
+        ("S2", MaxPool(2)),
+        ("C3", Conv2D(16, 5, padding="VALID", w_init=he)), ("C3 bn", BatchNorm()), ("C3 act", Relu()),
+        ("S4", MaxPool(2)), ("flatten", Flatten()),
+        ("C5", Dense(120, w_init=he)), ("C5 bn", BatchNorm()), ("C5 act", Relu()),
+        ("F6", Dense(84, w_init=he)), ("F6 bn", BatchNorm()), ("F6 act", Relu()),
+        ("dropout", Dropout(0.25)),
         ("output", Dense(num_classes, w_init=initializers.lecun_normal)),
     ]
 

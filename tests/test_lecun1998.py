@@ -119,7 +119,7 @@ def test_rbf_is_squared_distance_and_codes_are_fixed():
 
 def test_variants_list_and_errors():
     assert "lecun1998" not in LENET5_VARIANTS
-    assert LENET5_ALL_VARIANTS == LENET5_VARIANTS + ("lecun1998",)
+    assert LENET5_ALL_VARIANTS == LENET5_VARIANTS + ("lecun1998", "bn")
     with pytest.raises(ValueError, match=r"lenet5: variant must be one of .*lecun1998"):
         lenet5("lecun1999")
 

@@ -10,6 +10,7 @@ import pytest
 
 import jaxnn.checkpoint
 from experiments import train_lenet
+from experiments.loop import UsageError, read_metrics, write_metrics
 from experiments.train_lenet import Config, train_and_evaluate
 from jaxnn import data as jdata
 from jaxnn.models import lenet5
@@ -60,21 +61,17 @@ def test_resume_after_a_crash_continues_bit_for_bit(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         train_and_evaluate(crashed, data)
     monkeypatch.setattr(jaxnn.checkpoint.Checkpoints, "save", save)
-    with pytest.raises(FileExistsError, match="pass --resume"):
+    with pytest.raises(UsageError, match="pass --resume"):
         train_and_evaluate(crashed, data)
     train_and_evaluate(Config(**{**crashed.__dict__, "resume": True}), data)
 
-    a = train_lenet._read_metrics(straight.out_dir() / "metrics.csv", 99)
-    b = train_lenet._read_metrics(crashed.out_dir() / "metrics.csv", 99)
+    a = read_metrics(straight.out_dir() / "metrics.csv")
+    b = read_metrics(crashed.out_dir() / "metrics.csv")
     assert [r["epoch"] for r in b] == [1, 2, 3]
     for key in ("train_loss", "train_acc", "test_loss", "test_acc"):
         assert [r[key] for r in a] == [r[key] for r in b], key
-    ckpt_a = jaxnn.checkpoint.Checkpoints(straight.out_dir() / "checkpoints")
-    ckpt_b = jaxnn.checkpoint.Checkpoints(crashed.out_dir() / "checkpoints")
-    _, params = lenet5().init(jax.random.key(0), (-1, 28, 28, 1))
-    opt_state = train_lenet.make_optimizer(straight, 8).init(params)
-    tmpl = {"params": params, "opt_state": opt_state}
-    sa, sb = ckpt_a.restore(3, tmpl), ckpt_b.restore(3, tmpl)
+    _, sa = train_lenet.load_trained(straight.out_dir())
+    _, sb = train_lenet.load_trained(crashed.out_dir())
     for x, y in zip(jax.tree.leaves(sa), jax.tree.leaves(sb)):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
@@ -88,7 +85,7 @@ def test_real_mnist_smoke_both_gradient_methods(tmp_path):
                          data_dir=data_dir, out=str(tmp_path / grad), plots=grad == "manual",
                          eval_batch_size=500)
         summary = train_and_evaluate(config)
-        rows = train_lenet._read_metrics(config.out_dir() / "metrics.csv", 99)
+        rows = read_metrics(config.out_dir() / "metrics.csv")
         results[grad] = rows
         assert len(rows) == 2                                   # 2 × 100 steps of 32 images
         assert rows[1]["train_loss"] < rows[0]["train_loss"] < 2.3
@@ -97,7 +94,7 @@ def test_real_mnist_smoke_both_gradient_methods(tmp_path):
         assert summary["final"]["test_acc"] == rows[-1]["test_acc"]
     plots = sorted(p.name for p in (tmp_path / "manual" / "plots").iterdir())
     assert plots == ["activations.png", "confusion.png", "curves.png", "filters_conv1.png",
-                     "misclassified.png"]
+                     "layer_gradients.png", "misclassified.png"]
     for a, m in zip(results["autodiff"], results["manual"]):
         assert m["train_loss"] == pytest.approx(a["train_loss"], rel=1e-3)
         assert abs(m["test_acc"] - a["test_acc"]) <= 0.005
@@ -108,8 +105,8 @@ def test_cli_parses_flags():
                                      "--lr", "0.01", "--optimizer", "sgd", "--resume"])
     assert (config.variant, config.grad, config.epochs, config.learning_rate, config.optimizer,
             config.resume) == ("classic", "manual", 3, 0.01, "sgd", True)
-    with pytest.raises(SystemExit):
-        train_lenet.parse_args(["--grad", "symbolic"])
+    with pytest.raises(UsageError, match="--grad must be one of autodiff, manual; got 'symbolic'"):
+        train_lenet.parse_args(["--grad", "symbolic"]).validate()
 
 
 def test_accuracy_table_collects_runs_and_curve_gaps(tmp_path):
@@ -120,7 +117,7 @@ def test_accuracy_table_collects_runs_and_curve_gaps(tmp_path):
         d.mkdir(parents=True)
         row = {"epoch": 1, "train_loss": loss, "train_acc": 0.9, "test_loss": 0.1, "test_acc": acc,
                "epoch_seconds": 1.0, "images_per_second": 10.0}
-        train_lenet._write_metrics(d / "metrics.csv", [row])
+        write_metrics(d / "metrics.csv", [row])
         (d / "summary.json").write_text(json.dumps({"final": row, "train_seconds": 1.0}))
     lenet_table.main(["--variants", "modern", "--seeds", "0", "--out", str(tmp_path),
                       "--collect-only"])

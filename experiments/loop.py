@@ -1,0 +1,244 @@
+"""The one training loop every experiment runs: epochs of a pure step, evaluation, metrics,
+checkpoints, resume, progress and plots — the learning rule, the data and the metrics are
+its arguments.
+
+    summary = run(LoopConfig(out="runs/x", epochs=5, seed=0),
+                  init=lambda: state0,          # the training state: a pytree of arrays
+                  step=step,                    # (state, batch, key) -> (state, {"loss": J, ...})
+                  batches=lambda epoch: ...,    # the epoch's batches, a function of (seed, epoch)
+                  evaluate=lambda state, epoch: {"test_acc": ...},
+                  plots=lambda state, rows, out_dir: ...,
+                  config={...}, name="lenet5")
+
+Per epoch: the step runs over `batches(epoch)` with key fold_in(fold_in(key(seed), epoch), i)
+for batch i; metrics.csv gets one row (epoch, the mean of each step metric, evaluate's
+metrics, seconds); the state is checkpointed atomically. `resume=True` restores the newest
+checkpoint and continues bit for bit, provided `batches` depends only on (seed, epoch).
+A non-finite loss stops the run, naming the step; the checkpoints before it stay.
+summary.json holds the final row and where the wall time went (start-up, compile, training,
+evaluation, checkpoints, plots).
+
+Everything with side effects lives here, outside the compiled step.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+START = time.perf_counter()  # import time of this module: the start of the process, near enough
+
+
+class UsageError(Exception):
+    """A mistake the user can fix (bad argument, existing output, missing data): one line,
+    exit status 2 from `cli_main`."""
+
+
+class NonFiniteLoss(RuntimeError):
+    """The loss became NaN or Inf; the message names the epoch and step."""
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopConfig:
+    out: str
+    epochs: int
+    seed: int = 0
+    resume: bool = False
+    progress: bool = True
+    plots: bool = True
+    keep_checkpoints: int = 2
+
+    def validate(self) -> "LoopConfig":
+        """Check every field before any data is read or any directory made."""
+        if not self.out:
+            raise UsageError("--out must name a directory")
+        for name in ("epochs", "keep_checkpoints"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise UsageError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise UsageError(f"--seed must be a non-negative integer, got {self.seed!r}")
+        out = Path(self.out)
+        if out.exists() and not out.is_dir():
+            raise UsageError(f"--out {out} exists and is not a directory")
+        if not self.resume and (out / "checkpoints").exists() and any((out / "checkpoints").iterdir()):
+            raise UsageError(f"{out} already holds a run; pass --resume to continue it or choose "
+                             f"another --out")
+        return self
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write text to path through a temporary file and a rename: never half a file."""
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:
+        f.write(text)
+    os.replace(f.name, path)
+
+
+def write_metrics(path: Path, rows: list[dict]) -> None:
+    fields = list(dict.fromkeys(k for row in rows for k in row))
+    lines = [",".join(fields)]
+    lines += [",".join(_cell(row.get(k, "")) for k in fields) for row in rows]
+    write_atomic(path, "\n".join(lines) + "\n")
+
+
+def _cell(value) -> str:
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def read_metrics(path: Path, upto_epoch: int | None = None) -> list[dict]:
+    """metrics.csv as a list of dicts (epoch an int, the rest floats), up to an epoch."""
+    if not Path(path).exists():
+        return []
+    with open(path) as f:
+        rows = [{k: (int(v) if k == "epoch" else float(v)) for k, v in r.items() if v != ""}
+                for r in csv.DictReader(f)]
+    return [r for r in rows if upto_epoch is None or r["epoch"] <= upto_epoch]
+
+
+def machine() -> dict:
+    return {"platform": platform.platform(), "processor": platform.processor(),
+            "cpus": os.cpu_count(), "load": os.getloadavg(), "jax": jax.__version__,
+            "devices": [str(d) for d in jax.devices()]}
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+    return tqdm(total=total, desc=desc, unit="step", leave=False, dynamic_ncols=True)
+
+
+def _check_finite(name: str, metrics: list[dict], epoch: int, ckpt) -> None:
+    """Raise NonFiniteLoss naming the first step of this epoch whose loss is NaN or Inf."""
+    values = np.asarray(jnp.stack([m["loss"] for m in metrics]))
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+        raise NonFiniteLoss(f"{name}: the loss became {values[bad[0]]} at epoch {epoch}, step "
+                            f"{int(bad[0])}; stopped. The last good checkpoint is epoch "
+                            f"{ckpt.latest()} in {ckpt.directory}")
+
+
+def run(config: LoopConfig, *, init: Callable[[], Any],
+        step: Callable[[Any, Any, jax.Array], tuple[Any, dict]],
+        batches: Callable[[int], Iterable], evaluate: Callable[[Any, int], dict] | None = None,
+        plots: Callable[[Any, list[dict], Path], None] | None = None,
+        config_dict: dict | None = None, name: str = "train",
+        summarize: Callable[[Any], dict] | None = None, log_every: int = 20) -> dict:
+    """Train for config.epochs epochs; returns the summary (also written to summary.json).
+
+    `step` should be jitted (with the state donated, if you like); it is compiled once on
+    the first batch, timed apart. Batches must keep one shape (drop a ragged last batch) so
+    the step compiles once. `summarize(state)` adds entries to the summary.
+    """
+    from jaxnn.checkpoint import Checkpoints
+
+    config.validate()
+    times = {"startup": time.perf_counter() - START, "compile": 0.0, "train": 0.0,
+             "eval": 0.0, "checkpoint": 0.0, "plots": 0.0}
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    state = init()
+    ckpt = Checkpoints(out / "checkpoints", max_to_keep=config.keep_checkpoints)
+    start_epoch, rows = 0, []
+    if config.resume and ckpt.latest() is not None:
+        t0 = time.perf_counter()
+        start_epoch, state = ckpt.restore_latest(state)
+        times["checkpoint"] += time.perf_counter() - t0
+        rows = read_metrics(out / "metrics.csv", start_epoch)
+        print(f"resumed from {ckpt.directory} at epoch {start_epoch}", flush=True)
+    write_atomic(out / "config.json", json.dumps(
+        {"loop": dataclasses.asdict(config), **(config_dict or {})}, indent=2, default=str) + "\n")
+
+    base_key = jax.random.key(config.seed)
+    compiled = None
+    for epoch in range(start_epoch + 1, config.epochs + 1):
+        epoch_key = jax.random.fold_in(base_key, epoch)
+        epoch_batches = batches(epoch)
+        total = len(epoch_batches) if hasattr(epoch_batches, "__len__") else None
+        bar = _progress(total, f"{name} epoch {epoch}/{config.epochs}", config.progress)
+        metrics, t_epoch, n_steps = [], time.perf_counter(), 0
+        for i, batch in enumerate(epoch_batches):
+            key = jax.random.fold_in(epoch_key, i)
+            if compiled is None:
+                t0 = time.perf_counter()
+                compiled = step.lower(state, batch, key).compile() if hasattr(step, "lower") else step
+                times["compile"] += time.perf_counter() - t0
+                t_epoch += time.perf_counter() - t0
+            state, m = compiled(state, batch, key)
+            metrics.append(m)
+            n_steps += 1
+            if i % log_every == log_every - 1:
+                _check_finite(name, metrics, epoch, ckpt)
+                if bar is not None:
+                    bar.set_postfix(loss=f"{float(m['loss']):.4f}",
+                                    steps_s=f"{n_steps / (time.perf_counter() - t_epoch):.1f}")
+                    bar.update(i + 1 - bar.n)
+        if not metrics:
+            raise UsageError(f"{name}: epoch {epoch} has no batches (is the dataset smaller than a batch?)")
+        _check_finite(name, metrics, epoch, ckpt)
+        means = {k: float(jnp.mean(jnp.stack([mm[k] for mm in metrics]))) for k in metrics[0]}
+        epoch_seconds = time.perf_counter() - t_epoch
+        times["train"] += epoch_seconds
+        if bar is not None:
+            bar.close()
+        t0 = time.perf_counter()
+        evaluated = evaluate(state, epoch) if evaluate is not None else {}
+        times["eval"] += time.perf_counter() - t0
+        rows.append({"epoch": epoch, **{f"train_{k}": v for k, v in means.items()}, **evaluated,
+                     "epoch_seconds": epoch_seconds, "steps_per_second": n_steps / epoch_seconds})
+        # Metrics first: after a crash between the two writes, resuming drops the rows past
+        # the last checkpoint and recomputes them.
+        write_metrics(out / "metrics.csv", rows)
+        t0 = time.perf_counter()
+        ckpt.save(epoch, state)
+        times["checkpoint"] += time.perf_counter() - t0
+        shown = "  ".join(f"{k} {v:.4f}" for k, v in rows[-1].items()
+                          if k != "epoch" and isinstance(v, float) and not k.startswith(("dx_", "dw_")))
+        print(f"{name} epoch {epoch:3d}  {shown}", flush=True)
+    ckpt.close()
+
+    if config.plots and rows and plots is not None:
+        t0 = time.perf_counter()
+        plots(state, rows, out / "plots")
+        times["plots"] = time.perf_counter() - t0
+        print(f"plots in {out / 'plots'}", flush=True)
+    times["total"] = time.perf_counter() - START
+    summary = {"config": config_dict or {}, "final": rows[-1] if rows else None,
+               "epochs_run_now": config.epochs - start_epoch, "seconds": times,
+               "compile_seconds": times["compile"], "train_seconds": sum(r["epoch_seconds"] for r in rows),
+               "machine": machine(), **(summarize(state) if summarize is not None else {})}
+    write_atomic(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
+    return summary
+
+
+def cli_main(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
+    """Run an experiment's main; a UsageError, a missing or corrupt file becomes one line on
+    stderr and exit status 2 (a traceback means a bug)."""
+    from jaxnn.data import DataError
+
+    try:
+        return main(argv)
+    except (UsageError, DataError, FileNotFoundError, NonFiniteLoss) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def fold_epoch_key(seed: int, epoch: int) -> jax.Array:
+    """The key of an epoch, as `run` derives it (for batches that need randomness)."""
+    return jax.random.fold_in(jax.random.key(seed), epoch)
+
+
+__all__ = ["LoopConfig", "NonFiniteLoss", "UsageError", "cli_main", "fold_epoch_key", "machine",
+           "read_metrics", "run", "write_atomic", "write_metrics"]
