@@ -1,0 +1,215 @@
+"""REINFORCE: the score-function policy gradient, for policies built from jaxnn layers.
+
+A policy is a jaxnn `Layer` mapping observations (..., obs) to action logits (..., K), with
+π_θ(a|s) = softmax(policy.apply(θ, s))_a. For N episodes of T steps (s, a, r), a mask
+m_{n,t} = 1 while episode n is running, and the return-to-go G_t = Σ_{k≥t} γ^{k−t} r_k,
+
+    ∇_θ J = E[ Σ_t ∇_θ log π_θ(a_t|s_t) (G_t − b_t) ]                      (Williams 1992)
+
+for any baseline b_t that does not depend on a_t (E_a[∇ log π(a|s)] = 0, so it only
+changes the variance). The sample estimate is minus the gradient of the surrogate
+
+    L(θ) = −(1/N) Σ_{n,t} m_{n,t} A_{n,t} log π_θ(a_{n,t}|s_{n,t}),   A = G − b held fixed,
+
+which is softmax cross-entropy (summed) against the soft target w_{n,t} onehot(a_{n,t}),
+w_{n,t} = m_{n,t} A_{n,t} / N (`episode_weights`). Its gradient with respect to the logits is
+
+    dL/dz_{n,t} = w_{n,t} (softmax(z_{n,t}) − onehot(a_{n,t}))
+
+so `backprop.value_and_grad(policy, reinforce_loss(), method)` with the target
+(actions, weights) gives the estimate by autodiff (`jax.value_and_grad` of L) or by the
+layers' hand-written backward, and `reinforce_step` is `training.train_step` on L.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax import lax
+
+from jaxnn.core import AnyLayer, is_stateful
+from jaxnn.losses import Loss, softmax_cross_entropy
+from jaxnn.training import train_step
+
+Array = jax.Array
+BASELINES = ("none", "mean", "per_step")
+
+
+def sample_actions(key: jax.Array, logits: Array) -> tuple[Array, Array]:
+    """a ~ softmax(logits) on the last axis. logits (..., K) -> (actions (...) int32,
+    log π(a) (...))."""
+    actions = jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
+    return actions, log_prob(logits, actions)
+
+
+def log_prob(logits: Array, actions: Array) -> Array:
+    """log softmax(logits)_a. logits (..., K), actions (...) integer -> (...)."""
+    if not jnp.issubdtype(actions.dtype, jnp.integer):
+        raise TypeError(f"log_prob: actions must be integers, got dtype {actions.dtype}")
+    if actions.shape != logits.shape[:-1]:
+        raise ValueError(f"log_prob: actions must have shape {tuple(logits.shape[:-1])} (the "
+                         f"logits' without the action axis), got {tuple(actions.shape)}")
+    log_p = jax.nn.log_softmax(logits, axis=-1)
+    return jnp.take_along_axis(log_p, actions[..., None], axis=-1)[..., 0]
+
+
+def discounted_returns(rewards: Array, gamma: float) -> Array:
+    """G_t = r_t + γ G_{t+1}, G_T = 0, along the last axis. rewards (..., T) -> (..., T).
+
+    Rewards after an episode ends must already be zero (they are masked by the rollout).
+    """
+    if not 0.0 <= gamma <= 1.0:
+        raise ValueError(f"discounted_returns: gamma must be in [0, 1], got {gamma}")
+    rewards = jnp.moveaxis(rewards, -1, 0)
+
+    def step(g_next, r):
+        g = r + gamma * g_next
+        return g, g
+
+    _, g = lax.scan(step, jnp.zeros_like(rewards[0]), rewards, reverse=True)
+    return jnp.moveaxis(g, 0, -1)
+
+
+def advantages(returns: Array, mask: Array, baseline: str = "per_step",
+               normalise: bool = False) -> Array:
+    """A = G − b over a batch of episodes. returns, mask: (N, T) -> (N, T), zero where m = 0.
+
+    baseline "none": b = 0; "mean": b = the mean of G over every other episode's running
+    steps; "per_step": b_{n,t} = mean over the other episodes still running at step t.
+    Leaving episode n out keeps b independent of its actions, so the estimate stays
+    unbiased. normalise=True divides A by its std over running steps (a common rescaling:
+    it changes the step size, not the direction within a batch).
+    """
+    if baseline not in BASELINES:
+        raise ValueError(f"advantages: baseline must be one of {BASELINES}, got {baseline!r}")
+    if returns.ndim != 2 or mask.shape != returns.shape:
+        raise ValueError(f"advantages: expected returns and mask of one shape (N, T), got "
+                         f"{tuple(returns.shape)} and {tuple(mask.shape)}")
+    mask = mask.astype(returns.dtype)
+    g = returns * mask
+    if baseline == "none":
+        adv = g
+    else:
+        axis = (0, 1) if baseline == "mean" else (0,)
+        total = g.sum(axis=axis, keepdims=True)
+        count = mask.sum(axis=axis, keepdims=True)
+        others = jnp.maximum(count - mask, 1.0)
+        adv = (g - (total - g) / others) * mask
+    if normalise:
+        n = jnp.maximum(mask.sum(), 1.0)
+        mean = adv.sum() / n
+        std = jnp.sqrt((((adv - mean) * mask) ** 2).sum() / n)
+        adv = adv / (std + 1e-8)
+    return adv
+
+
+def episode_weights(adv: Array, mask: Array) -> Array:
+    """The per-step weights of the surrogate, w = m A / N (N = adv.shape[0] episodes).
+    adv, mask (N, ...) -> (N, ...) in adv's dtype."""
+    if mask.shape != adv.shape:
+        raise ValueError(f"episode_weights: advantages and mask must share one shape, got "
+                         f"{tuple(adv.shape)} and {tuple(mask.shape)}")
+    return adv * mask.astype(adv.dtype) / adv.shape[0]
+
+
+def reinforce_loss() -> Loss:
+    """The surrogate L = −Σ w log softmax(z)_a (see the module docstring).
+
+    logits (..., K); target a pair (actions (...) integer, weights (...) from
+    `episode_weights`). It is softmax cross-entropy (summed) against the soft target
+    w · onehot(a), so dL/dz = w (softmax(z) − onehot(a)).
+    """
+    name = "reinforce"
+    cross_entropy = softmax_cross_entropy("sum")
+
+    def forward(logits, target):
+        actions, weights = target
+        if not jnp.issubdtype(actions.dtype, jnp.integer):
+            raise TypeError(f"{name}: actions must be integers, got dtype {actions.dtype}")
+        if actions.shape != logits.shape[:-1] or weights.shape != actions.shape:
+            raise ValueError(f"{name}: actions and weights must have shape "
+                             f"{tuple(logits.shape[:-1])} (the logits' without the action "
+                             f"axis), got {tuple(actions.shape)} and {tuple(weights.shape)}")
+        soft = jax.nn.one_hot(actions, logits.shape[-1], dtype=logits.dtype)
+        return cross_entropy.forward(logits, soft * weights.astype(logits.dtype)[..., None])
+
+    return cross_entropy._replace(name=name, forward=forward,
+                                  apply=lambda logits, target: forward(logits, target)[0])
+
+
+def choice_loss(decision_from: int) -> Loss:
+    """The surrogate for one choice per trial read off a sequence of outputs, as
+    `tasks.choices` reads it: z_n = mean_{t ≥ t0} y_{n,t}, π_n = softmax(z_n),
+
+        L = −Σ_n w_n log π_n(a_n)
+        dL/dy_{n,t} = w_n (π_n − onehot(a_n)) / (T − t0)   for t ≥ t0, 0 before.
+
+    y (N, T, K); target (actions (N,) integer, weights (N,) from `episode_weights`).
+    """
+    name = "choice_reinforce"
+    if not isinstance(decision_from, int) or decision_from < 0:
+        raise ValueError(f"{name}: decision_from must be an int >= 0, got {decision_from!r}")
+    inner = reinforce_loss()
+
+    def forward(y, target):
+        if y.ndim != 3 or not decision_from < y.shape[1]:
+            raise ValueError(f"{name}: expected outputs (N, T, K) with T > {decision_from}, got "
+                             f"{tuple(y.shape)}")
+        z = choice_logits(y, decision_from)
+        value, residuals = inner.forward(z, target)
+        return value, (residuals, jnp.zeros((0, *y.shape), y.dtype))  # a shape token
+
+    def backward(residuals, dloss):
+        residuals, token = residuals
+        n, t, k = token.shape[1:]
+        dz = inner.backward(residuals, dloss) / (t - decision_from)
+        return jnp.concatenate([jnp.zeros((n, decision_from, k), dz.dtype),
+                                jnp.broadcast_to(dz[:, None, :], (n, t - decision_from, k))], 1)
+
+    return inner._replace(name=name, forward=forward, backward=backward,
+                          apply=lambda y, target: forward(y, target)[0])
+
+
+def choice_logits(y: Array, decision_from: int) -> Array:
+    """The mean output over the decision period: y (N, T, K) -> (N, K)."""
+    return y[:, decision_from:].mean(axis=1)
+
+
+def reinforce_step(policy: AnyLayer, optimizer: optax.GradientTransformation,
+                   method: str = "autodiff", *, loss: Loss | None = None, jit: bool = True
+                   ) -> Callable:
+    """One policy-gradient update from a batch of N episodes: `training.train_step` on the
+    surrogate `loss` (default `reinforce_loss()`; `choice_loss(t0)` for one choice per
+    trial), θ ← θ + optimizer(∇̂J) with ∇̂J = −dL/dθ by `method` ("autodiff" | "manual").
+
+        plain policy:    step(params, opt_state, obs, actions, adv, mask)
+                             -> (params, opt_state, {"loss": L})
+        stateful policy: step(params, state, opt_state, obs, actions, adv, mask, key)
+                             -> (params, state, opt_state, {"loss": L})
+
+    obs (N, T, ...) as `policy.apply` takes it, actions/adv/mask (N, T) (or (N,) for one
+    action per episode). A stateful policy must be given the key it acted with, so its
+    noise is the same noise the actions were drawn under.
+    """
+    inner = train_step(policy, reinforce_loss() if loss is None else loss, optimizer, method,
+                       jit=False)
+
+    if is_stateful(policy):
+        def step_s(params, state, opt_state, obs, actions, adv, mask, key=None):
+            target = (actions, episode_weights(adv, mask))
+            return inner(params, state, opt_state, obs, target, key)
+        return jax.jit(step_s) if jit else step_s
+
+    def step(params, opt_state, obs, actions, adv, mask):
+        return inner(params, opt_state, obs, (actions, episode_weights(adv, mask)))
+
+    return jax.jit(step) if jit else step
+
+
+__all__ = [
+    "BASELINES", "advantages", "choice_logits", "choice_loss", "discounted_returns",
+    "episode_weights", "log_prob", "reinforce_loss", "reinforce_step", "sample_actions",
+]

@@ -1,0 +1,206 @@
+"""REINFORCE, the bandit agents and the CartPole environment."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import jaxnn as nn
+from jaxnn import reinforce as rf
+from jaxnn.backprop import value_and_grad
+from jaxnn.envs import bandit, cartpole
+
+REWARD = jnp.array([3.0, 2.2, 1.5], jnp.float32)  # r(a) of a one-step, three-action problem
+X = jnp.array([[0.3, -1.2]], jnp.float32)
+
+
+def _policy():
+    policy = nn.Dense(3)
+    params = policy.init(jax.random.key(3), (1, 2))[1]
+    return policy, params
+
+
+def test_estimate_matches_the_analytic_gradient_in_expectation():
+    """E[−dL/dθ] = ∇_θ Σ_a π_θ(a|x) r(a): the exact expectation's gradient by jax.grad."""
+    policy, params = _policy()
+    exact = jax.grad(lambda p: (jax.nn.softmax(policy.apply(p, X)[0]) * REWARD).sum())(params)
+    n_chunks, per_chunk = 40, 5000
+    grad_fn = value_and_grad(policy, rf.reinforce_loss())
+
+    @functools.partial(jax.jit, static_argnames="baseline")
+    def estimate(key, baseline):
+        x = jnp.broadcast_to(X, (per_chunk, 2))
+        actions, _ = rf.sample_actions(key, policy.apply(params, x))
+        mask = jnp.ones((per_chunk, 1), jnp.float32)
+        adv = rf.advantages(REWARD[actions][:, None], mask, baseline)[:, 0]
+        weights = rf.episode_weights(adv, mask[:, 0])
+        return jax.tree.map(jnp.negative, grad_fn(params, x, (actions, weights))[1])
+
+    keys = jax.random.split(jax.random.key(0), n_chunks)
+    spreads = {}
+    for baseline in ("none", "mean"):
+        chunks = [estimate(k, baseline) for k in keys]
+        for leaf in ("w", "b"):
+            samples = np.stack([np.asarray(getattr(c, leaf)) for c in chunks])
+            mean, stderr = samples.mean(0), samples.std(0) / np.sqrt(n_chunks)
+            want = np.asarray(getattr(exact, leaf))
+            assert np.abs(want).max() > 20 * stderr.max()  # the test can tell a wrong answer
+            np.testing.assert_array_less(np.abs(mean - want), 5 * stderr + 1e-6)
+        spreads[baseline] = np.stack([np.asarray(c.b) for c in chunks]).std(0).max()
+    assert spreads["mean"] < spreads["none"]  # the baseline lowers the variance
+
+
+def test_manual_backward_equals_autodiff_on_episodes():
+    policy = nn.serial(nn.Dense(8), nn.Tanh(), nn.Dense(2))
+    params = policy.init(jax.random.key(1), (-1, 4))[1]
+    k_obs, k_act, k_adv = jax.random.split(jax.random.key(2), 3)
+    obs = jax.random.normal(k_obs, (5, 7, 4), jnp.float32)
+    actions = jax.random.randint(k_act, (5, 7), 0, 2, jnp.int32)
+    mask = (jnp.arange(7)[None, :] < jnp.array([[7], [3], [5], [1], [6]])).astype(jnp.float32)
+    weights = rf.episode_weights(jax.random.normal(k_adv, (5, 7), jnp.float32), mask)
+    loss = rf.reinforce_loss()
+    auto = value_and_grad(policy, loss, "autodiff")(params, obs, (actions, weights))
+    manual = value_and_grad(policy, loss, "manual")(params, obs, (actions, weights))
+    for a, m in zip(jax.tree.leaves(auto), jax.tree.leaves(manual)):
+        np.testing.assert_allclose(a, m, rtol=1e-5, atol=1e-6)
+    logits = policy.apply(params, obs)
+    want = -(weights * rf.log_prob(logits, actions)).sum()
+    np.testing.assert_allclose(auto[0], want, rtol=1e-6)
+
+
+def test_choice_loss_reads_the_decision_period_mean():
+    y = jax.random.normal(jax.random.key(6), (4, 6, 3), jnp.float32)
+    actions = jnp.array([0, 2, 1, 2], jnp.int32)
+    weights = jnp.array([0.5, -1.0, 0.25, 2.0], jnp.float32)
+    loss = rf.choice_loss(2)
+    value, residuals = loss.forward(y, (actions, weights))
+    want = -(weights * rf.log_prob(y[:, 2:].mean(1), actions)).sum()
+    np.testing.assert_allclose(value, want, rtol=1e-6)
+    dy_auto = jax.grad(loss.apply)(y, (actions, weights))
+    np.testing.assert_allclose(loss.backward(residuals, jnp.float32(1.0)), dy_auto, atol=1e-6)
+    assert not np.asarray(dy_auto[:, :2]).any()
+
+
+def test_returns_and_leave_one_out_baseline():
+    g = rf.discounted_returns(jnp.array([[1.0, 1.0, 1.0]], jnp.float32), 0.5)
+    np.testing.assert_allclose(g, [[1.75, 1.5, 1.0]])
+    returns = jnp.array([[3.0, 2.0], [5.0, 0.0], [1.0, 0.0]], jnp.float32)
+    mask = jnp.array([[1.0, 1.0], [1.0, 1.0], [1.0, 0.0]], jnp.float32)
+    adv = rf.advantages(returns, mask, "per_step")
+    # step 0: the others' means 3, 2, 4; step 1: the two running episodes see each other only
+    np.testing.assert_allclose(adv, [[0.0, 2.0], [3.0, -2.0], [-3.0, 0.0]])
+    assert float(rf.advantages(returns, mask, "none").sum()) == 11.0
+
+
+def test_reinforce_agent_regret_is_sublinear_and_beats_random():
+    n_problems, n_trials = 200, 1000
+    q_star = bandit.problems(jax.random.key(4), n_problems)
+    keys = jax.random.split(jax.random.key(5), n_problems)
+    agent = bandit.reinforce_agent(lr=0.1)
+    regret = jax.jit(jax.vmap(lambda k, q: bandit.run(agent, k, q, n_trials)[1].regret))(keys, q_star)
+    per_trial = np.asarray(regret.mean(0))
+    random_per_trial = float((q_star.max(1) - q_star.mean(1)).mean())  # uniform arm, exactly
+    assert per_trial.sum() < 0.2 * random_per_trial * n_trials
+    assert per_trial[-200:].mean() < 0.25 * per_trial[:100].mean()  # regret grows ever slower
+
+
+def test_epsilon_greedy_agent_updates_sample_averages():
+    agent = bandit.epsilon_greedy(0.0)
+    state = agent.init(jax.random.key(0), 3)
+    for arm, reward in [(1, 2.0), (1, 4.0), (2, -1.0)]:
+        state = agent.update(state, jnp.int32(arm), jnp.float32(reward))
+    np.testing.assert_allclose(state[0], [0.0, 3.0, -1.0])
+    assert int(agent.act(state, jax.random.key(1))) == 1
+
+
+def test_cartpole_step_matches_hand_computed_values():
+    # From rest, push right: temp = F/M = 100/11, θ̈ = −temp/(l(4/3 − m_p/M)) = −600/41,
+    # ẍ = temp + m_p l (600/41)/M = 4400/451; one Euler step of 0.02 s.
+    nxt, done = cartpole.step(jnp.zeros(4, jnp.float32), jnp.int32(1))
+    np.testing.assert_allclose(nxt, [0.0, 0.02 * 4400 / 451, 0.0, -0.02 * 600 / 41], rtol=1e-6)
+    assert not bool(done)
+    left, _ = cartpole.step(jnp.zeros(4, jnp.float32), jnp.int32(0))
+    np.testing.assert_allclose(left, -nxt, rtol=1e-6)
+    _, done = cartpole.step(jnp.array([0.0, 0.0, 0.2094, 3.0], jnp.float32), jnp.int32(1))
+    assert bool(done)  # the pole passes 12°
+
+
+def test_cartpole_trajectory_matches_gymnasium():
+    gym = pytest.importorskip("gymnasium")
+    env = gym.make("CartPole-v1").unwrapped
+    obs, _ = env.reset(seed=3)
+    state = jnp.asarray(obs)
+    actions = np.random.default_rng(0).integers(0, 2, 30)
+    for t, a in enumerate(actions):
+        want, _, terminated, _, _ = env.step(int(a))
+        state, done = cartpole.step(state, jnp.int32(a))
+        np.testing.assert_allclose(state, want, rtol=1e-4, atol=1e-5, err_msg=f"step {t}")
+        assert bool(done) == terminated
+        if terminated:
+            break
+
+
+def test_rollout_masks_and_returns():
+    always_right = lambda params, s: jnp.stack([jnp.zeros(s.shape[:-1]), jnp.ones(s.shape[:-1])],
+                                               axis=-1) * 1e3  # noqa: E731
+    eps = cartpole.rollout(always_right, (), jax.random.key(0), 4)
+    assert eps.obs.shape == (4, 500, 4) and eps.actions.shape == (4, 500)
+    lengths = np.asarray(cartpole.returns_of(eps))
+    state = eps.obs[0, 0]
+    for t in range(500):
+        state, done = cartpole.step(state, jnp.int32(1))
+        if done:
+            break
+    assert lengths[0] == t + 1 and 5 < lengths.max() < 20
+    assert np.all(np.diff(np.asarray(eps.mask), axis=1) <= 0)  # once over, always over
+
+
+def test_reinforce_improves_cartpole_quickly():
+    policy = nn.serial(nn.Dense(32), nn.Tanh(), nn.Dense(2))
+    params = policy.init(jax.random.key(0), (-1, 4))[1]
+    opt = optax.adam(0.01)
+    update = rf.reinforce_step(policy, opt, jit=False)
+
+    @jax.jit
+    def train(params, opt_state, key):
+        eps = cartpole.rollout(policy.apply, params, key, 16)
+        adv = rf.advantages(rf.discounted_returns(eps.rewards, 0.99), eps.mask, normalise=True)
+        params, opt_state, _ = update(params, opt_state, eps.obs, eps.actions, adv, eps.mask)
+        return params, opt_state, cartpole.returns_of(eps).mean()
+
+    with jax.numpy_dtype_promotion("standard"):  # optax's Adam mixes int32 counts with floats
+        opt_state = opt.init(params)
+        means = []
+        for k in jax.random.split(jax.random.key(1), 25):
+            params, opt_state, mean = train(params, opt_state, k)
+            means.append(float(mean))
+    assert np.mean(means[-5:]) > 3 * np.mean(means[:5])
+
+
+@pytest.mark.parametrize("call, exc, words", [
+    (lambda: rf.discounted_returns(jnp.ones((2, 3)), 1.5), ValueError, "gamma"),
+    (lambda: rf.advantages(jnp.ones((2, 3)), jnp.ones((2, 3)), "median"), ValueError, "baseline"),
+    (lambda: rf.advantages(jnp.ones((2, 3)), jnp.ones((2, 2))), ValueError, "shape"),
+    (lambda: rf.log_prob(jnp.ones((2, 3)), jnp.zeros(2)), TypeError, "integers"),
+    (lambda: rf.episode_weights(jnp.ones(3), jnp.ones(2)), ValueError, "shape"),
+    (lambda: rf.reinforce_loss().apply(jnp.ones((2, 3)), (jnp.zeros(3, jnp.int32), jnp.ones(3))),
+     ValueError, "reinforce"),
+    (lambda: rf.reinforce_loss().apply(jnp.ones((2, 3)), (jnp.zeros(2), jnp.ones(2))),
+     TypeError, "reinforce"),
+    (lambda: rf.choice_loss(-1), ValueError, "decision_from"),
+    (lambda: rf.choice_loss(5).apply(jnp.ones((2, 5, 3)), (jnp.zeros(2, jnp.int32), jnp.ones(2))),
+     ValueError, "T > 5"),
+    (lambda: bandit.epsilon_greedy(1.5), ValueError, "epsilon"),
+    (lambda: bandit.reinforce_agent(lr=0.0), ValueError, "lr"),
+    (lambda: bandit.reinforce_agent(n_arms=5).init(jax.random.key(0), 3), ValueError, "5 arms"),
+    (lambda: bandit.run(bandit.epsilon_greedy(0.1), jax.random.key(0), jnp.ones((2, 3)), 5),
+     ValueError, "vmap"),
+    (lambda: bandit.problems(jax.random.key(0), 3, 1), ValueError, "n_arms"),
+    (lambda: cartpole.step(jnp.zeros(3), jnp.int32(0)), ValueError, "cartpole.step"),
+])
+def test_bad_arguments_give_clear_errors(call, exc, words):
+    with pytest.raises(exc, match=words):
+        call()
