@@ -1,0 +1,57 @@
+"""bf16 compute with float32 master params (jaxnn.precision)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import jaxnn
+from jaxnn import losses, sharding
+from jaxnn.layers import Conv2D, Dense, Flatten, MaxPool, Relu
+from jaxnn.precision import mixed_precision
+
+
+def small_model():
+    return jaxnn.serial(Conv2D(4, 3, padding="SAME"), Relu(), MaxPool(2), Flatten(), Dense(10))
+
+
+def test_bf16_forward_and_both_backwards_agree_in_float32_dtypes(key):
+    model, model16 = small_model(), mixed_precision(small_model(), "bfloat16")
+    _, params = model16.init(key, (-1, 8, 8, 1))
+    x = jax.random.normal(jax.random.key(1), (4, 8, 8, 1), jnp.float32)
+    dy = jax.random.normal(jax.random.key(2), (4, 10), jnp.float32)
+
+    @jax.jit
+    def both(params, x, dy):
+        y16, res = model16.forward(params, x)
+        manual = model16.backward(params, res, dy)
+        _, vjp = jax.vjp(model16.apply, params, x)
+        return y16, jax.tree.leaves(res[0])[0].dtype == jnp.bfloat16, manual, vjp(dy)
+
+    y16, res_is_bf16, (dparams, dx), (want_dparams, want_dx) = both(params, x, dy)
+    assert y16.dtype == jnp.float32 and bool(res_is_bf16)
+    np.testing.assert_allclose(y16, jax.jit(model.apply)(params, x), rtol=5e-2, atol=5e-2)
+    assert dx.dtype == jnp.float32
+    assert all(d.dtype == jnp.float32 for d in jax.tree.leaves(dparams))
+    for got, want in zip(jax.tree.leaves((dparams, dx)), jax.tree.leaves((want_dparams, want_dx))):
+        np.testing.assert_allclose(got, want, rtol=2e-2, atol=2e-2)
+
+
+def test_bf16_train_step_keeps_float32_params(key):
+    model, loss, opt = small_model(), losses.softmax_cross_entropy(), optax.sgd(0.1)
+    _, params = model.init(key, (-1, 8, 8, 1))
+    step = sharding.train_step(model, loss, opt, "manual", mesh=sharding.make_mesh(1),
+                               compute_dtype="bfloat16")
+    x = jax.random.normal(jax.random.key(1), (8, 8, 8, 1), jnp.float32)
+    y = jnp.arange(8, dtype=jnp.int32)
+    params, _, metrics = step(params, opt.init(params), x, y)
+    assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(params))
+    assert np.isfinite(float(metrics["loss"]))
+
+
+def test_bad_compute_dtype_names_the_wrapper():
+    with pytest.raises(jaxnn.LayerError, match="mixed_precision: compute dtype must be one of"):
+        mixed_precision(small_model(), "fp8")
+    with pytest.raises(jaxnn.LayerTypeError, match="mixed_precision: compute dtype must be"):
+        mixed_precision(small_model(), jnp.float16)
