@@ -17,8 +17,12 @@ for `all reduce ...`" instead of hanging.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import os
+import sys
+import threading
+import time
 from typing import Mapping
 
 import jax
@@ -26,6 +30,7 @@ import jax
 ENV = {"coordinator": "JAX_COORDINATOR_ADDRESS", "num_processes": "JAX_NUM_PROCESSES",
        "process_id": "JAX_PROCESS_ID"}
 COLLECTIVE_TIMEOUT_S = 60
+STUCK_TIMEOUT_S = 30
 
 
 class DistributedError(ValueError):
@@ -91,10 +96,67 @@ def host_device_flags(num_devices: int, flags: str = "") -> str:
                             f"{COLLECTIVE_TIMEOUT_S}"])
 
 
+class Pacer:
+    """Keep at most `depth` + 1 steps in flight, and end the process if one never finishes.
+
+    On D host devices of one CPU, dispatching steps ahead of their completion can leave one
+    device waiting in an all-reduce for a peer whose step never starts: XLA then aborts
+    after its collective timeout with "Termination timeout for `all reduce ...`". Waiting,
+    after dispatching step k, for step k - depth to finish bounds the run-ahead (depth 1
+    still overlaps preparing the next batch with the running step). If a wait lasts longer
+    than `timeout_s`, a watchdog thread prints one line naming the problem and exits with
+    status 1, before XLA's own abort.
+
+        pace = Pacer(depth=1); for batch in ...: out = step(...); pace(out)
+    """
+
+    def __init__(self, depth: int = 1, timeout_s: float = STUCK_TIMEOUT_S, what: str = "step"):
+        self.depth, self.timeout_s, self.what = depth, timeout_s, what
+        self._pending = collections.deque()
+        self._waiting_since = None
+        self._watchdog = None
+
+    def __call__(self, outputs) -> None:
+        self._pending.append(jax.tree.leaves(outputs))
+        while len(self._pending) > self.depth:
+            self.wait(self._pending.popleft())
+
+    def wait(self, outputs) -> None:
+        """Block until `outputs` are ready, under the watchdog."""
+        if self._watchdog is None:
+            self._watchdog = threading.Thread(target=self._watch, daemon=True)
+            self._watchdog.start()
+        self._waiting_since = time.monotonic()
+        try:
+            jax.block_until_ready(outputs)
+        finally:
+            self._waiting_since = None
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(min(1.0, self.timeout_s / 4))
+            since = self._waiting_since
+            if since is not None and time.monotonic() - since > self.timeout_s:
+                sys.stderr.write(
+                    f"error: no {self.what} finished in {self.timeout_s:g} s on "
+                    f"{jax.local_device_count()} {jax.devices()[0].platform} devices: a collective "
+                    f"is stuck (host devices sharing one CPU thread pool can deadlock when the "
+                    f"machine is busy); rerun with --devices 1\n")
+                sys.stderr.flush()
+                os._exit(1)
+
+
+def needs_pacing(mesh) -> bool:
+    """True for a mesh of several CPU devices in this process (they share one thread pool)."""
+    local = [d for d in mesh.devices.flat if d.process_index == jax.process_index()]
+    return len(local) > 1 and local[0].platform == "cpu"
+
+
 def is_main_process() -> bool:
     """True in process 0, the one that writes files."""
     return jax.process_index() == 0
 
 
-__all__ = ["COLLECTIVE_TIMEOUT_S", "ENV", "DistributedError", "Settings", "host_device_flags",
-           "initialize", "is_main_process", "settings"]
+__all__ = ["COLLECTIVE_TIMEOUT_S", "ENV", "STUCK_TIMEOUT_S", "DistributedError", "Pacer",
+           "Settings", "host_device_flags", "initialize", "is_main_process", "needs_pacing",
+           "settings"]

@@ -16,9 +16,10 @@ Both work with method "autodiff" or "manual" and with `compute_dtype="bfloat16"`
 `jaxnn.precision`). A batch that D does not divide raises `ShardingError` before anything
 runs; nothing is padded.
 
-On one CPU, `--xla_force_host_platform_device_count=D` (or `jax_num_cpu_devices`) makes D
-host devices sharing one thread pool; see `jaxnn.distributed.host_device_flags` for the flags
-and the hang they guard against.
+On one CPU, `--xla_force_host_platform_device_count=D` makes D host devices sharing one
+thread pool. Steps dispatched far ahead of their completion can deadlock there in the
+all-reduce, so on such a mesh the steps returned here keep at most two steps in flight and
+end the process with a one-line message if a step never finishes (`jaxnn.distributed.Pacer`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from jax.sharding import PartitionSpec as P
 
 from jaxnn import backprop, training
 from jaxnn.core import Layer
+from jaxnn.distributed import Pacer, needs_pacing
 from jaxnn.losses import Loss
 from jaxnn.precision import mixed_precision
 
@@ -152,15 +154,21 @@ def _model(model: Layer, compute_dtype) -> Layer:
     return model if compute_dtype is None else mixed_precision(model, compute_dtype)
 
 
-def _checked(jitted, mesh: Mesh, batch_argnums: tuple[int, ...]):
-    """`jitted` with the batch checked first (so the error is ours, not the partitioner's)."""
+def _checked(jitted, mesh: Mesh, batch_argnums: tuple[int, ...], pace: bool | None):
+    """`jitted` with the batch checked first (so the error is ours, not the partitioner's),
+    and, for CPU host devices (or pace=True), at most two steps in flight (`Pacer`)."""
+    pacer = Pacer(depth=1) if (needs_pacing(mesh) if pace is None else pace) else None
+
     def check(args):
         for i in batch_argnums:
             check_batch(args[i].shape[0], mesh)
 
     def step(*args):
         check(args)
-        return jitted(*args)
+        out = jitted(*args)
+        if pacer is not None:
+            pacer(out[-1] if isinstance(out, tuple) else out)  # the metrics: never donated
+        return out
 
     def lower(*args):
         check(args)
@@ -183,35 +191,38 @@ def state_shardings(mesh: Mesh, params=None, optimizer: optax.GradientTransforma
 
 def train_step(model: Layer, loss: Loss, optimizer: optax.GradientTransformation,
                method: str = "autodiff", *, mesh: Mesh, params=None, rule: Rule | None = None,
-               compute_dtype=None, donate: bool = True) -> Callable:
+               compute_dtype=None, donate: bool = True, pace: bool | None = None) -> Callable:
     """`jaxnn.train_step` on the mesh: (params, opt_state, x, y) -> (params, opt_state, metrics).
 
     x, y: global (N, ...) arrays, N divisible by the device count (numpy arrays are placed by
     jit; `shard_batch` places them without a host round trip). params and opt_state come back
     with the shardings they went in with: replicated, or `rule`'s (which needs `params`).
     compute_dtype: e.g. "bfloat16" for bf16 compute with float32 master params.
+    pace: wait for step k-1 after dispatching step k (`jaxnn.distributed.Pacer`); the default
+    does so exactly when the mesh has several CPU devices in this process.
     """
     step = training.train_step(_model(model, compute_dtype), loss, optimizer, method, jit=False)
     p_sh, o_sh = state_shardings(mesh, params, optimizer, rule)
     b, rep = batch_sharding(mesh), replicated(mesh)
     jitted = jax.jit(step, in_shardings=(p_sh, o_sh, b, b), out_shardings=(p_sh, o_sh, rep),
                      donate_argnums=(0, 1) if donate else ())
-    return _checked(jitted, mesh, (2, 3))
+    return _checked(jitted, mesh, (2, 3), pace)
 
 
 def eval_step(model: Layer, loss: Loss | None = None, *, mesh: Mesh, params=None,
-              rule: Rule | None = None, compute_dtype=None) -> Callable:
+              rule: Rule | None = None, compute_dtype=None, pace: bool | None = None
+              ) -> Callable:
     """`jaxnn.eval_step` on the mesh: (params, x, labels) -> {"correct", "loss"} summed over N."""
     step = training.eval_step(_model(model, compute_dtype), loss, jit=False)
     p_sh, _ = state_shardings(mesh, params, None, rule)
     b = batch_sharding(mesh)
     jitted = jax.jit(step, in_shardings=(p_sh, b, b), out_shardings=replicated(mesh))
-    return _checked(jitted, mesh, (1, 2))
+    return _checked(jitted, mesh, (1, 2), pace)
 
 
 def shard_map_train_step(model: Layer, loss: Loss, optimizer: optax.GradientTransformation,
                          method: str = "manual", *, mesh: Mesh, compute_dtype=None,
-                         donate: bool = True) -> Callable:
+                         donate: bool = True, pace: bool | None = None) -> Callable:
     """The data-parallel step written per device, the all-reduce explicit.
 
     On device d, with its shard (x_d, y_d) of N/D examples and replicated params W:
@@ -239,7 +250,7 @@ def shard_map_train_step(model: Layer, loss: Loss, optimizer: optax.GradientTran
     rep, b = replicated(mesh), batch_sharding(mesh)
     jitted = jax.jit(mapped, in_shardings=(rep, rep, b, b), out_shardings=(rep, rep, rep),
                      donate_argnums=(0, 1) if donate else ())
-    return _checked(jitted, mesh, (2, 3))
+    return _checked(jitted, mesh, (2, 3), pace)
 
 
 __all__ = ["DATA_AXIS", "Rule", "ShardingError", "batch_sharding", "check_batch", "eval_step",

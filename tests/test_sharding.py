@@ -110,3 +110,19 @@ def test_host_device_flags_replace_earlier_values():
     assert flags.split() == ["--foo=1", "--xla_force_host_platform_device_count=4",
                              "--xla_cpu_collective_call_terminate_timeout_seconds="
                              f"{distributed.COLLECTIVE_TIMEOUT_S}"]
+
+
+def test_a_step_that_never_finishes_ends_the_process_with_one_line():
+    code = ("import time\n"
+            "from jaxnn.distributed import Pacer\n"
+            "class Stuck:\n"
+            "    def block_until_ready(self):\n"
+            "        time.sleep(60)\n"
+            "Pacer(depth=0, timeout_s=1)(Stuck())\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=TIMEOUT_S)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        "error: no step finished in 1 s on 1 cpu devices: a collective is stuck (host devices "
+        "sharing one CPU thread pool can deadlock when the machine is busy); rerun with "
+        "--devices 1"]
