@@ -24,12 +24,15 @@ from jaxnn.rules.base import Rule, local
 
 def competition(y: jax.Array, *, k: int, delta: float) -> jax.Array:
     """g (B, K): 1 at each row's largest entry of y (B, K), −delta at its k-th largest."""
-    _, idx = jax.lax.top_k(y, k)
     num = y.shape[1]
-    win = jax.nn.one_hot(idx[:, 0], num, dtype=y.dtype)
+    win = jax.nn.one_hot(jnp.argmax(y, axis=1), num, dtype=y.dtype)
     if k == 1 or delta == 0:
         return win
-    return win - delta * jax.nn.one_hot(idx[:, k - 1], num, dtype=y.dtype)
+    if k == 2:  # the runner-up by a second argmax: XLA's top_k is several times slower on CPU
+        kth = jnp.argmax(jnp.where(win > 0, -jnp.inf, y), axis=1)
+    else:
+        kth = jax.lax.top_k(y, k)[1][:, k - 1]
+    return win - delta * jax.nn.one_hot(kth, num, dtype=y.dtype)
 
 
 def competitive_update(w: jax.Array, x: jax.Array, y: jax.Array, *, k: int = 2,
