@@ -8,10 +8,10 @@ from jaxnn.core import (
     make_stateful_layer, stateful,
 )
 from jaxnn.layers import (
-    LENET5_C3_TABLE, LSTM, RBF, RNN, AvgPool, BatchNorm, BatchNormState, Conv2D, ConvParams, Dense,
-    DenseParams, Dropout, Flatten, Heaviside, Identity, LayerNorm, LogSoftmax, MaxPool, Negate,
-    LSTMParams, NormParams, PartialConv2D, RateParams, RateRNN, Relu, Reshape, Scan, ScaledTanh, Sigmoid, Softmax, Subsample,
-    SubsampleParams, Tanh,
+    LENET5_C3_TABLE, LSTM, RBF, RNN, AvgPool, BatchNorm, BatchNormState, Conv2D, ConvParams,
+    Dense, DenseParams, Dropout, Flatten, Heaviside, Identity, LayerNorm, LogSoftmax, MaxPool,
+    Negate, LSTMParams, NormParams, PartialConv2D, RateParams, RateRNN, Relu, Reshape, Scan,
+    ScaledTanh, Sigmoid, Softmax, Subsample, SubsampleParams, Tanh,
 )
 from jaxnn.training import eval_step, train_step
 
@@ -20,10 +20,11 @@ __version__ = "0.1.0"
 __all__ = [
     "AvgPool", "BatchNorm", "BatchNormState", "Conv2D", "ConvParams", "Dense", "DenseParams",
     "Dropout", "FanInConcat", "FanInSum", "FanOut", "Flatten", "Heaviside", "Identity",
-    "LENET5_C3_TABLE", "LSTM", "LSTMParams", "Layer", "LayerError", "LayerNorm", "LayerTypeError", "LogSoftmax",
-    "MaxPool", "Negate", "NormParams", "PartialConv2D", "RBF", "RNN", "RateParams", "RateRNN",
-    "Relu", "Reshape", "Scan", "ScaledTanh", "Sigmoid", "Softmax", "StatefulLayer", "Subsample", "SubsampleParams", "Tanh",
-    "as_custom_vjp", "backprop", "compare", "eval_step", "initializers", "intermediates",
-    "is_stateful", "layer_gradients", "losses", "make_layer", "make_stateful_layer", "parallel",
-    "serial", "stateful", "train_step", "value_and_grad",
+    "LENET5_C3_TABLE", "LSTM", "LSTMParams", "Layer", "LayerError", "LayerNorm",
+    "LayerTypeError", "LogSoftmax", "MaxPool", "Negate", "NormParams", "PartialConv2D", "RBF",
+    "RNN", "RateParams", "RateRNN", "Relu", "Reshape", "Scan", "ScaledTanh", "Sigmoid",
+    "Softmax", "StatefulLayer", "Subsample", "SubsampleParams", "Tanh", "as_custom_vjp",
+    "backprop", "compare", "eval_step", "initializers", "intermediates", "is_stateful",
+    "layer_gradients", "losses", "make_layer", "make_stateful_layer", "parallel", "serial",
+    "stateful", "train_step", "value_and_grad",
 ]

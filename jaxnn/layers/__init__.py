@@ -18,8 +18,8 @@ from jaxnn.layers.scan import Scan
 
 __all__ = [
     "AvgPool", "BatchNorm", "BatchNormState", "Conv2D", "ConvParams", "Dense", "DenseParams",
-    "Dropout", "Flatten", "Heaviside", "Identity", "LENET5_C3_TABLE", "LSTM", "LSTMParams", "LayerNorm",
-    "LogSoftmax", "MaxPool", "Negate", "NormParams", "PartialConv2D", "RBF", "RNN", "RateParams",
-    "RateRNN", "Relu", "Reshape", "Scan",
-    "ScaledTanh", "Sigmoid", "Softmax", "Subsample", "SubsampleParams", "Tanh",
+    "Dropout", "Flatten", "Heaviside", "Identity", "LENET5_C3_TABLE", "LSTM", "LSTMParams",
+    "LayerNorm", "LogSoftmax", "MaxPool", "Negate", "NormParams", "PartialConv2D", "RBF", "RNN",
+    "RateParams", "RateRNN", "Relu", "Reshape", "Scan", "ScaledTanh", "Sigmoid", "Softmax",
+    "Subsample", "SubsampleParams", "Tanh",
 ]
