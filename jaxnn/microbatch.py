@@ -36,7 +36,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxnn.backprop import check_method
-from jaxnn.core import Layer
+from jaxnn.core import AnyLayer, Layer, is_stateful
 from jaxnn.losses import Loss
 
 AUTO_CHUNK_BYTES = 10 * 2**20
@@ -46,28 +46,35 @@ so batch 2048 runs as 16 chunks of 128)."""
 
 
 def largest_intermediate_bytes(model: Layer, params, example_shape, dtype=jnp.float32) -> int:
-    """Bytes per example of the largest array in `model.apply`'s traced forward (batch 1).
+    """Bytes per example of the largest batch-sized array in `model.apply`'s forward.
 
-    Every equation of the jaxpr, nested ones included (`jit`, `custom_vjp`), is looked at;
-    nothing is computed.
+    The forward is traced (nothing computed) at batch 1 and batch 2, every equation's outputs
+    included, nested ones too (`jit`, `custom_vjp`); an array's bytes per example are its
+    growth from one trace to the other, so arrays the size of the weights count for nothing.
     """
-    closed = jax.make_jaxpr(model.apply)(params, jax.ShapeDtypeStruct((1, *example_shape), dtype))
+    def sizes(batch) -> list[int]:
+        closed = jax.make_jaxpr(model.apply)(
+            params, jax.ShapeDtypeStruct((batch, *example_shape), dtype))
+        return list(_out_bytes(closed.jaxpr))
 
-    def walk(jaxpr) -> int:
-        biggest = 0
-        for eqn in jaxpr.eqns:
-            for var in eqn.outvars:
-                aval = getattr(var, "aval", None)
-                if hasattr(aval, "shape") and hasattr(aval, "dtype"):
-                    biggest = max(biggest, math.prod(aval.shape) * aval.dtype.itemsize)
-            for param in eqn.params.values():
-                for sub in param if isinstance(param, (tuple, list)) else (param,):
-                    inner = getattr(sub, "jaxpr", sub)
-                    if hasattr(inner, "eqns"):
-                        biggest = max(biggest, walk(inner))
-        return biggest
+    one, two = sizes(1), sizes(2)
+    if len(one) == len(two):
+        return max((b - a for a, b in zip(one, two)), default=0)
+    return max(max(two, default=0) - max(one, default=0), 0)
 
-    return walk(closed.jaxpr)
+
+def _out_bytes(jaxpr):
+    """Bytes of every equation's outputs, in order, descending into nested jaxprs."""
+    for eqn in jaxpr.eqns:
+        for var in eqn.outvars:
+            aval = getattr(var, "aval", None)
+            if hasattr(aval, "shape") and hasattr(aval, "dtype"):
+                yield math.prod(aval.shape) * aval.dtype.itemsize
+        for param in eqn.params.values():
+            for sub in param if isinstance(param, (tuple, list)) else (param,):
+                inner = getattr(sub, "jaxpr", sub)
+                if hasattr(inner, "eqns"):
+                    yield from _out_bytes(inner)
 
 
 def chunk_sizes(batch: int, microbatch: int | str | None, per_example_bytes: int = 0
@@ -92,10 +99,11 @@ def chunk_sizes(batch: int, microbatch: int | str | None, per_example_bytes: int
     return tuple(base + 1 if i < extra else base for i in range(count))
 
 
-def check_splittable(model, microbatch) -> bool:
-    """Whether `model` may be split: True for a plain Layer; False for a stateful model with
-    microbatch None/"auto"; a stateful model with an int raises ValueError."""
-    if isinstance(model, Layer):
+def check_splittable(model: AnyLayer, microbatch) -> bool:
+    """Whether to split: True for a plain Layer unless microbatch is None; False for a
+    `StatefulLayer` with microbatch None or "auto"; a stateful model with an int raises
+    ValueError naming it."""
+    if not is_stateful(model):
         return microbatch is not None
     if microbatch not in (None, "auto"):
         raise ValueError(f"{model.name}: micro-batching a stateful model changes what it computes "

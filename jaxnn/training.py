@@ -5,6 +5,13 @@
 
 are pure and jit-compiled; everything with side effects (data, logging, checkpoints) stays
 outside them. Optimisers are optax's `GradientTransformation`s.
+
+`microbatch` (None | "auto" | int, default "auto"): a plain model's batch is cut into chunks
+inside the compiled step (`jaxnn.microbatch`), which keeps the cost per image from rising with
+the batch size on XLA:CPU. "auto" splits by shape (LeNet-5: chunks of ≤ 133 images, so batch
+2048 is 16 chunks of 128, batch ≤ 133 stays whole); None never splits; an int sets the chunk
+size. Results equal the whole-batch step's up to float32 rounding. Stateful models are never
+split ("auto" leaves them whole; an int raises ValueError).
 """
 
 from __future__ import annotations
@@ -15,13 +22,15 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxnn import microbatch as mb
 from jaxnn.backprop import value_and_grad
 from jaxnn.core import AnyLayer, is_stateful
 from jaxnn.losses import Loss
 
 
 def train_step(model: AnyLayer, loss: Loss, optimizer: optax.GradientTransformation,
-               method: str = "autodiff", *, jit: bool = True, donate: bool = True) -> Callable:
+               method: str = "autodiff", *, jit: bool = True, donate: bool = True,
+               microbatch: int | str | None = "auto") -> Callable:
     """A step: W_{t+1} = W_t + optimizer.update(dJ/dW_t), the gradient from `method`
     ("autodiff" or "manual"); metrics = {"loss": J}. Signatures: the module docstring (a
     stateful model runs with train=True and returns its new state; `key` may be None for a
@@ -30,7 +39,10 @@ def train_step(model: AnyLayer, loss: Loss, optimizer: optax.GradientTransformat
     With donate=True the old params, state and optimiser state buffers are reused for the
     new ones (do not read the arguments after the call).
     """
-    grad_fn = value_and_grad(model, loss, method, jit=False)
+    if mb.check_splittable(model, microbatch):
+        grad_fn = mb.value_and_grad(model, loss, method, microbatch)
+    else:
+        grad_fn = value_and_grad(model, loss, method, jit=False)
 
     def update(params, opt_state, grads):
         updates, opt_state = optimizer.update(grads, opt_state, params)
@@ -51,7 +63,8 @@ def train_step(model: AnyLayer, loss: Loss, optimizer: optax.GradientTransformat
     return jax.jit(step, donate_argnums=(0, 1) if donate else ()) if jit else step
 
 
-def eval_step(model: AnyLayer, loss: Loss | None = None, *, jit: bool = True) -> Callable:
+def eval_step(model: AnyLayer, loss: Loss | None = None, *, jit: bool = True,
+              microbatch: int | str | None = "auto") -> Callable:
     """(params, x, labels) -> {"correct": #argmax hits, "loss": summed loss (if loss given)};
     a stateful model takes (params, state, x, labels) and runs with train=False (no key).
 
@@ -71,8 +84,10 @@ def eval_step(model: AnyLayer, loss: Loss | None = None, *, jit: bool = True) ->
             return metrics(model.apply(params, state, x, train=False)[0], labels)
         return jax.jit(step_s) if jit else step_s
 
+    forward = mb.apply(model, microbatch) if mb.check_splittable(model, microbatch) else model.apply
+
     def step(params, x, labels):
-        return metrics(model.apply(params, x), labels)
+        return metrics(forward(params, x), labels)
 
     return jax.jit(step) if jit else step
 
