@@ -110,7 +110,8 @@ def best_matches(learned: np.ndarray, handset: dict[str, np.ndarray]) -> tuple[n
 def train_short(run_dir: Path, *, data_dir: str | None, epochs: int) -> None:
     """A short modern LeNet-5 run by experiments.train_lenet (its checkpoints, its layout)."""
     train_lenet.train_and_evaluate(train_lenet.Config(
-        epochs=epochs, out=str(run_dir), data_dir=data_dir, plots=False, progress=False))
+        epochs=epochs, out=str(run_dir), data_dir=data_dir, eval_train=False, plots=False,
+        progress=False))
 
 
 def load_params(run_dir: Path) -> tuple[str, list]:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from experiments import filters, filters_plots, train_lenet
+from experiments.loop import cli_main
 from jaxnn import data as jdata
 
 
@@ -55,11 +56,10 @@ def test_slide_positions_include_the_peak_in_raster_order():
 @pytest.mark.parametrize("argv, message", [
     (["--out", "x", "--lenet", "/nonexistent/run"], "no such run folder"),
     (["--out", "x", "--lenet-epochs", "0"], "--lenet-epochs must be ≥ 1"),
-    (["--lenet", "x"], "required: --out"),
     (["--out", "x", "--test-subset", "5"], "--test-subset must be ≥ 20"),
 ])
 def test_bad_arguments_are_one_line_and_exit_2(argv, message, capsys):
-    assert filters.cli_main(lambda: filters.main(argv)) == 2
+    assert cli_main(filters.main, argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err
 
@@ -71,7 +71,8 @@ def test_the_whole_command_on_real_mnist(tmp_path):
     run_dir = tmp_path / "lenet"
     with jax.numpy_dtype_promotion("standard"):  # optax mixes int32 step counts with floats
         train_lenet.train_and_evaluate(train_lenet.Config(
-            epochs=1, train_subset=128, test_subset=100, out=str(run_dir), plots=False, progress=False))
+            epochs=1, train_subset=128, test_subset=100, eval_train=False, out=str(run_dir),
+            plots=False, progress=False))
     out = tmp_path / "filters"
     assert filters.main(["--out", str(out), "--lenet", str(run_dir), "--test-subset", "500"]) == 0
     for name in ("curve_filter", "curve_slide", "curve_extremes", "edges_vs_conv1", "conv1_on_curve"):
@@ -81,4 +82,4 @@ def test_the_whole_command_on_real_mnist(tmp_path):
     assert summary["curve_on_digit"]["max"] <= summary["curve_on_digit"]["max_possible"] == 180
     assert len(summary["test_digits_most"]) == 10
     assert summary["test_digits_most"][0]["peak_cosine"] >= summary["test_digits_least"][0]["peak_cosine"]
-    assert filters.cli_main(lambda: filters.main(["--out", str(out), "--lenet", str(out)])) == 2
+    assert cli_main(filters.main, ["--out", str(out), "--lenet", str(out)]) == 2
