@@ -1,0 +1,31 @@
+"""experiments.spikes: the raster and window-error figures, summary.json, one-line errors."""
+
+import json
+
+import pytest
+
+from experiments import spikes as experiment
+from experiments.loop import cli_main
+
+
+def test_writes_figures_and_summary(tmp_path):
+    out = tmp_path / "spikes"
+    assert experiment.main(["--out", str(out), "--trials", "5", "--neurons", "20", "--seconds", "6"]) == 0
+    assert (out / "raster.png").stat().st_size > 1000 and (out / "window_error.png").stat().st_size > 1000
+    summary = json.loads((out / "summary.json").read_text())
+    assert [r["window_s"] for r in summary["window_error"]] == list(experiment.WINDOWS)
+    assert all(0.8 < r["ratio"] < 1.2 for r in summary["window_error"][:5])  # short windows: many samples
+    assert -0.6 < summary["fitted_slope"] < -0.4
+    assert summary["raster"]["spikes_per_train_mean"] == pytest.approx(
+        summary["raster"]["expected_per_train"], rel=0.25)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--out", "x", "--seconds", "2"], "--seconds must exceed"),
+    (["--out", "x", "--rate", "1000"], "--rate must lie in"),
+    (["--out", "x", "--trials", "0"], "--trials must be ≥ 1"),
+])
+def test_bad_arguments_are_one_line_and_exit_2(argv, message, capsys):
+    assert cli_main(experiment.main, argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
