@@ -66,10 +66,10 @@ def make_jaxnn(method: str, seed: int = 0) -> Contender:
                      jax.jit(step, donate_argnums=0), lambda state: jax.block_until_ready(state))
 
 
-def make_stax(seed: int = 0) -> Contender:
-    """`jax.example_libraries.stax` (NHWC convolutions, reduce_window pooling) with optax Adam."""
+def stax_lenet5(seed: int = 0):
+    """(params, apply_fn) of the LeNet-5 in `jax.example_libraries.stax` (NHWC convolutions,
+    reduce_window pooling); apply_fn(params, x (N, 28, 28, 1)) -> logits (N, 10)."""
     import jax
-    import optax
     from jax.example_libraries import stax
 
     init, apply_fn = stax.serial(
@@ -77,6 +77,14 @@ def make_stax(seed: int = 0) -> Contender:
         stax.Conv(16, (5, 5), padding="VALID"), stax.Relu, stax.MaxPool((2, 2), strides=(2, 2)),
         stax.Flatten, stax.Dense(120), stax.Relu, stax.Dense(84), stax.Relu, stax.Dense(10))
     _, params = init(jax.random.key(seed), (-1, 28, 28, 1))
+    return params, apply_fn
+
+
+def make_stax(seed: int = 0) -> Contender:
+    """`stax_lenet5` with optax Adam."""
+    import optax
+
+    params, apply_fn = stax_lenet5(seed)
     return _jax_contender("stax", params, apply_fn, optax.adam(LEARNING_RATE))
 
 
@@ -110,6 +118,18 @@ def torch_available() -> bool:
     return True
 
 
+def torch_lenet5(seed: int = 0):
+    """The LeNet-5 as a `torch.nn.Sequential` (NCHW input (N, 1, 28, 28) -> logits (N, 10))."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+        nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
+
+
 def make_torch(seed: int = 0, threads: int | None = None) -> Contender:
     """PyTorch eager on the CPU, NCHW, `torch.optim.Adam`; the images are converted to NCHW once."""
     import torch
@@ -117,11 +137,7 @@ def make_torch(seed: int = 0, threads: int | None = None) -> Contender:
 
     if threads:
         torch.set_num_threads(threads)
-    torch.manual_seed(seed)
-    net = nn.Sequential(
-        nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-        nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
+    net = torch_lenet5(seed)
     optimizer = torch.optim.Adam(net.parameters(), lr=LEARNING_RATE)
     criterion = nn.CrossEntropyLoss()
 

@@ -14,19 +14,28 @@ Contenders run in turn inside each repeat (A B C A B C ...), so a busy spell of 
 of them; every figure is the median over repeats with its min and max, and the ratio of medians
 against `epoch/jaxnn autodiff` (or `step/jaxnn autodiff`). Compilation (the first call) is timed
 apart from the steady state. Results go to <out>/lenet_epoch.json and <out>/lenet_epoch.md.
+
+Then the batch-size sweep (`benchmarks/sweep.py`; `--no-sweep` skips it, `--sweep-only` runs it
+alone): µs per image of the training and evaluation steps at batch 16 … 2048, jaxnn (both methods,
+whole batch and micro-batched), stax and PyTorch, each with its ratio to PyTorch, into
+<out>/batch_sweep.json, .md and .png.
+
+Data: MNIST train through `jaxnn.data` (never downloaded here). Missing files: a note, then random
+data of the same shape. A file that is there but corrupt: one line on stderr, exit status 2.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
+
+from benchmarks.machine import loadavg, machine, now, versions
+from benchmarks.sweep import BATCHES
 
 STEPS_PER_EPOCH = 60_000 // 128  # 468, ragged last batch dropped
 BATCH = 128
@@ -49,6 +58,15 @@ def parse_args(argv=None):
     ap.add_argument("--torch-threads", type=int, default=os.cpu_count(),
                     help="torch.set_num_threads (default: the number of cores)")
     ap.add_argument("--out", default="runs/bench", help="output directory (default runs/bench)")
+    sw = ap.add_argument_group("batch-size sweep (benchmarks/sweep.py)")
+    sw.add_argument("--batches", default=",".join(map(str, BATCHES)),
+                    help=f"comma-separated batch sizes (default {','.join(map(str, BATCHES))})")
+    sw.add_argument("--sweep-repeats", type=int, default=5, help="alternating turns per batch size (default 5)")
+    sw.add_argument("--sweep-images", type=int, default=2048,
+                    help="images per contender per turn: ceil(this / batch) calls (default 2048)")
+    which = sw.add_mutually_exclusive_group()
+    which.add_argument("--no-sweep", action="store_true", help="skip the sweep")
+    which.add_argument("--sweep-only", action="store_true", help="run the sweep alone")
     args = ap.parse_args(argv)
     if args.quick:
         args.repeats, args.steps, args.step_calls, args.eager_steps = 2, 10, 10, 1
@@ -58,54 +76,40 @@ def parse_args(argv=None):
         ap.error(f"unknown contenders {sorted(unknown)}; choose from {CONTENDERS}")
     if not 1 <= args.steps <= STEPS_PER_EPOCH:
         ap.error(f"--steps must be in [1, {STEPS_PER_EPOCH}]")
+    try:
+        args.batches = [int(b) for b in args.batches.split(",") if b.strip()]
+    except ValueError:
+        ap.error(f"--batches must be comma-separated integers, got {args.batches!r}")
+    if not args.batches or not all(1 <= b <= BATCH * STEPS_PER_EPOCH for b in args.batches):
+        ap.error(f"--batches must be in [1, {BATCH * STEPS_PER_EPOCH}]")
+    if args.sweep_repeats < 1 or args.sweep_images < 1:
+        ap.error("--sweep-repeats and --sweep-images must be positive")
     return args
-
-
-# ----------------------------------------------------------------------------- the machine
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def loadavg() -> list[float] | None:
-    try:
-        return [float(v) for v in Path("/proc/loadavg").read_text().split()[:3]]
-    except OSError:
-        return None
-
-
-def versions() -> dict:
-    out = {"python": platform.python_version()}
-    for mod in ("jax", "jaxlib", "flax", "optax", "numpy", "torch"):
-        try:
-            out[mod] = __import__(mod).__version__
-        except ImportError:
-            out[mod] = None
-    return out
 
 
 # ------------------------------------------------------------------------------- the data
 def load_data(steps_per_epoch: int):
-    """(images (N, 28, 28, 1) float32, labels (N,) int32, source) as numpy; N = 128 · 468."""
+    """(images (N, 28, 28, 1) float32, labels (N,) int32, source) as numpy; N = 128 · 468.
+
+    Without the MNIST files (nothing found where `jaxnn.data` looks, nothing downloaded) it
+    prints a note and returns random data of the same shape; a file that is there but corrupt
+    or fails its checksum raises `DataError` (the command prints it as one line, exit 2).
+    """
     import numpy as np
+
+    from jaxnn.data import add_channel_axis, load_mnist, normalize
 
     n = BATCH * steps_per_epoch
     try:
-        from jaxnn.data import add_channel_axis, load_mnist, normalize
-        images, labels = load_mnist("train")
-        return (add_channel_axis(normalize(images[:n])), labels[:n].astype(np.int32),
-                "MNIST train (jaxnn.data)")
-    except Exception as err:  # any missing module or file: fall back to data of the same shape
-        print(f"note: MNIST not loaded ({type(err).__name__}: {err}); timing on random data of the "
-              "same shape", flush=True)
+        images, labels = load_mnist("train", download=False)
+    except FileNotFoundError:
+        print("note: the MNIST training files are not where jaxnn.data looks (set JAXNN_DATA_DIR to "
+              "time on them); timing on random data of the same shape", flush=True)
         rng = np.random.default_rng(0)
         return (rng.standard_normal((n, 28, 28, 1), np.float32),
                 rng.integers(0, 10, n).astype(np.int32), "random (MNIST-shaped)")
+    return (add_channel_axis(normalize(images[:n])), labels[:n].astype(np.int32),
+            "MNIST train (jaxnn.data)")
 
 
 # ----------------------------------------------------------------------------- statistics
@@ -259,21 +263,53 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def run_sweep(args, x, y, load_before, source) -> dict:
+    """The batch-size sweep into <out>/batch_sweep.{json,md,png}."""
+    from benchmarks import sweep
+
+    print(f"batch-size sweep over {args.batches}", flush=True)
+    result = sweep.sweep(x, y, args.batches, args.sweep_repeats, args.sweep_images,
+                         args.torch_threads, log=lambda line: print(line, flush=True))
+    result.update({"benchmark": "lenet5-modern-batch-sweep", "date": now(), "data": source,
+                   "machine": machine(load_before), "versions": versions(),
+                   "xla_flags": os.environ.get("XLA_FLAGS", "")})
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "batch_sweep.json").write_text(json.dumps(result, indent=2))
+    m = result["machine"]
+    head = (f"Modern LeNet-5, cost per image against the batch size — {result['date']}\n\n"
+            f"Machine: {m['cpu']}, {m['cores']} cores; load average before {m['load_before']}, after "
+            f"{m['load_after']}; data: {source}; torch threads: {result['torch_threads']} and 1; "
+            f"{args.sweep_repeats} alternating turns of ≥ {args.sweep_images} images per contender.\n"
+            "Versions: " + ", ".join(f"{k} {v}" for k, v in result["versions"].items() if v) + "\n\n")
+    table = head + sweep.markdown(result)
+    (out / "batch_sweep.md").write_text(table)
+    sweep.plot(result, out / "batch_sweep.png")
+    print(table, flush=True)
+    return result
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     if args.xla_flags:
         if "jax" in sys.modules:
             raise RuntimeError("--xla-flags must be set before jax is imported")
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + args.xla_flags).strip()
+    from jaxnn.data import DataError
+
     load_before = loadavg()
-    x, y, source = load_data(STEPS_PER_EPOCH)
+    try:
+        x, y, source = load_data(STEPS_PER_EPOCH)
+    except DataError as err:
+        print(f"benchmarks.run: {' '.join(str(err).split())}", file=sys.stderr)
+        raise SystemExit(2) from None
+    if args.sweep_only:
+        return {"sweep": run_sweep(args, x, y, load_before, source)}
     rows = [] if args.no_step_rows else step_rows(args, x, y)
     rows += epoch_rows(args, x, y)
     add_ratios(rows)
     result = {
-        "benchmark": "lenet5-modern-train", "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "platform": platform.platform(),
-                    "load_before": load_before, "load_after": loadavg()},
+        "benchmark": "lenet5-modern-train", "date": now(), "machine": machine(load_before),
         "versions": versions(), "data": source, "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "torch_threads": args.torch_threads if "pytorch" in args.only else None,
         "torch_threads_note": "each torch step sets its own thread count (the 1-thread row uses 1)",
@@ -285,6 +321,8 @@ def main(argv=None) -> dict:
     table = markdown(result)
     (out / "lenet_epoch.md").write_text(table)
     print(table, flush=True)
+    if not args.no_sweep:
+        result["sweep"] = run_sweep(args, x, y, loadavg(), source)
     return result
 
 
