@@ -1,0 +1,28 @@
+"""The learning-rule experiments refuse bad arguments in one line, before reading any data."""
+
+import pytest
+
+from experiments import hebbian, perceptron
+from experiments.loop import cli_main
+
+
+@pytest.mark.parametrize("module, argv, message", [
+    (perceptron, ["--epochs", "0"], "--epochs must be positive, got 0"),
+    (perceptron, ["--gd-lr", "-1"], "--gd-lr must be positive, got -1.0"),
+    (perceptron, ["--train-subset", "10"], "--train-subset 10 is smaller than a batch"),
+    (hebbian, ["--rule", "oja"], "--rule must be one of ['kh', 'wta'], got 'oja'"),
+    (hebbian, ["--units", "-3"], "--units must be positive, got -3"),
+    (hebbian, ["--clusters", "1"], "--clusters must be integers >= 2"),
+])
+def test_bad_arguments_exit_2_with_one_line(module, argv, message, tmp_path, capsys):
+    assert cli_main(module.main, ["--out", str(tmp_path / "run"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("module", [perceptron, hebbian])
+def test_an_existing_run_is_not_overwritten(module, tmp_path, capsys):
+    (tmp_path / "summary.json").write_text("{}")
+    assert cli_main(module.main, ["--out", str(tmp_path)]) == 2
+    assert "already holds a run; pass --resume" in capsys.readouterr().err
