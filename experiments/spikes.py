@@ -2,9 +2,9 @@
 
     python -m experiments.spikes --out runs/spikes
 
-Writes to --out: raster.png (a spike raster of --trials trains drawn from one time-varying rate,
-beside that rate and its estimates from one train and from all of them), window_error.png (the
-estimate's RMS error against the window length, measured and predicted), summary.json.
+Writes to --out: spikes.png (a spike raster of --trials trains drawn from one time-varying rate,
+above that rate and its estimates from one train and from all of them; beside them, the
+estimate's RMS error against the window length, measured and predicted) and summary.json.
 
 The rate is r(t) = 20 + 15·sin(2π·1.5 Hz·t), jumping up by 40 Hz between 1.0 and 1.4 s (a
 "stimulus"); bins of dt = 1 ms. The error is measured for a constant rate of --rate Hz on
@@ -28,7 +28,7 @@ from matplotlib.figure import Figure
 from experiments.loop import UsageError, cli_main, machine
 from jaxnn import spikes
 
-__all__ = ["WINDOWS", "main", "measure_window_error", "stimulus_rate"]
+__all__ = ["WINDOWS", "main", "measure_window_error", "plot_figure", "stimulus_rate"]
 
 WINDOWS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)   # seconds
 
@@ -61,11 +61,15 @@ def _figure(width, height):
     return fig
 
 
-def plot_raster(t, rate, train, single, pooled, dt, path: Path) -> None:
-    fig = _figure(9, 5.5)
-    ax_raster, ax_rate = fig.subplots(2, 1, sharex=True, height_ratios=[1.3, 1])
-    times, trial = np.nonzero(np.asarray(train).T)[1] * dt, np.nonzero(np.asarray(train).T)[0]
-    ax_raster.scatter(times, trial, marker="|", s=30, color="black", lw=0.8)
+def plot_figure(t, rate, train, single, pooled, dt, rows, error_rate, slope, path: Path) -> None:
+    """Left: the raster above the rate that generated it and two estimates. Right: the error of
+    the boxcar estimate against the window length, measured and predicted (log-log)."""
+    fig = _figure(13, 5.5)
+    grid = fig.add_gridspec(2, 2, width_ratios=[2.2, 1], height_ratios=[1.3, 1])
+    ax_raster = fig.add_subplot(grid[0, 0])
+    ax_rate = fig.add_subplot(grid[1, 0], sharex=ax_raster)
+    trial, time_bin = np.nonzero(np.asarray(train).T)
+    ax_raster.scatter(time_bin * dt, trial, marker="|", s=30, color="black", lw=0.8)
     ax_raster.set_ylabel("train")
     ax_raster.set_title(f"{train.shape[1]} Poisson spike trains (dt = {dt * 1e3:g} ms) from one rate")
     ax_rate.plot(t, rate, color="tab:red", lw=2, label="rate that generated them")
@@ -74,19 +78,14 @@ def plot_raster(t, rate, train, single, pooled, dt, path: Path) -> None:
     ax_rate.set_xlabel("time (s)")
     ax_rate.set_ylabel("rate (Hz)")
     ax_rate.legend(fontsize=8, loc="upper left")
-    fig.savefig(path, dpi=110)
-
-
-def plot_window_error(rows, rate, slope, path: Path) -> None:
-    fig = _figure(5.5, 4)
-    ax = fig.subplots()
+    ax_err = fig.add_subplot(grid[:, 1])
     w = np.array([r["window_s"] for r in rows])
-    ax.loglog(w, [r["rms_error_hz"] for r in rows], "o", label="measured RMS error")
-    ax.loglog(w, [r["predicted_hz"] for r in rows], "-", label="sqrt(r(1 − r·dt) / W)")
-    ax.set_xlabel("window W (s)")
-    ax.set_ylabel("error of the rate estimate (Hz)")
-    ax.set_title(f"constant {rate:g} Hz: fitted slope {slope:.3f} (1/sqrt(W): −0.5)", fontsize=9)
-    ax.legend(fontsize=8)
+    ax_err.loglog(w, [r["rms_error_hz"] for r in rows], "o", label="measured RMS error")
+    ax_err.loglog(w, [r["predicted_hz"] for r in rows], "-", label="sqrt(r(1 − r·dt) / W)")
+    ax_err.set_xlabel("window W (s)")
+    ax_err.set_ylabel("error of the rate estimate (Hz)")
+    ax_err.set_title(f"constant {error_rate:g} Hz: slope {slope:.3f} (1/sqrt(W): −0.5)", fontsize=9)
+    ax_err.legend(fontsize=8)
     fig.savefig(path, dpi=110)
 
 
@@ -122,12 +121,10 @@ def main(argv=None) -> int:
                                   dt, key=raster_key)
     single = np.asarray(spikes.firing_rate(train[:, 0], dt, 0.1))
     pooled = np.asarray(spikes.firing_rate(train, dt, 0.02, kernel="gaussian").mean(axis=1))
-    plot_raster(t, rate, train, single, pooled, dt, out / "raster.png")
-
     rows = measure_window_error(args.rate, dt, args.seconds, args.neurons, error_key)
     slope = float(np.polyfit(np.log([r["window_s"] for r in rows]),
                              np.log([r["rms_error_hz"] for r in rows]), 1)[0])
-    plot_window_error(rows, args.rate, slope, out / "window_error.png")
+    plot_figure(t, rate, train, single, pooled, dt, rows, args.rate, slope, out / "spikes.png")
 
     summary = {
         "config": vars(args) | {"dt": dt},
