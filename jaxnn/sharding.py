@@ -133,8 +133,17 @@ def tree_shardings(tree, mesh: Mesh, rule: Rule | None = None):
 
 
 def put(tree, shardings):
-    """Place host values (the same on every process) on the mesh with the given shardings."""
+    """`tree` on the mesh with `shardings` (one Sharding for every leaf, or a tree of them).
+
+    Leaves already placed so come back as they are; others go through the host, so a host
+    value must be the same on every process.
+    """
+    if isinstance(shardings, jax.sharding.Sharding):
+        shardings = jax.tree.map(lambda _: shardings, tree)
+
     def one(leaf, sharding):
+        if isinstance(leaf, jax.Array) and leaf.sharding == sharding:
+            return leaf
         host = np.asarray(leaf)
         return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
     return jax.tree.map(one, tree, shardings)
@@ -154,25 +163,27 @@ def _model(model: Layer, compute_dtype) -> Layer:
     return model if compute_dtype is None else mixed_precision(model, compute_dtype)
 
 
-def _checked(jitted, mesh: Mesh, batch_argnums: tuple[int, ...], pace: bool | None):
+def _checked(jitted, mesh: Mesh, batch_argnums: tuple[int, ...], pace: bool | None,
+             state: dict):
     """`jitted` with the batch checked first (so the error is ours, not the partitioner's),
-    and, for CPU host devices (or pace=True), at most two steps in flight (`Pacer`)."""
+    the state arguments (`state`: argnum -> shardings) placed as the step returns them (so
+    a second call does not compile again), and, for CPU host devices (or pace=True), at most
+    two steps in flight (`Pacer`)."""
     pacer = Pacer(depth=1) if (needs_pacing(mesh) if pace is None else pace) else None
 
-    def check(args):
+    def prepare(args):
         for i in batch_argnums:
             check_batch(args[i].shape[0], mesh)
+        return [put(a, state[i]) if i in state else a for i, a in enumerate(args)]
 
     def step(*args):
-        check(args)
-        out = jitted(*args)
+        out = jitted(*prepare(args))
         if pacer is not None:
             pacer(out[-1] if isinstance(out, tuple) else out)  # the metrics: never donated
         return out
 
     def lower(*args):
-        check(args)
-        return jitted.lower(*args)
+        return jitted.lower(*prepare(args))
 
     step.lower, step.mesh, step.__doc__ = lower, mesh, jitted.__doc__
     return step
@@ -206,7 +217,7 @@ def train_step(model: Layer, loss: Loss, optimizer: optax.GradientTransformation
     b, rep = batch_sharding(mesh), replicated(mesh)
     jitted = jax.jit(step, in_shardings=(p_sh, o_sh, b, b), out_shardings=(p_sh, o_sh, rep),
                      donate_argnums=(0, 1) if donate else ())
-    return _checked(jitted, mesh, (2, 3), pace)
+    return _checked(jitted, mesh, (2, 3), pace, {0: p_sh, 1: o_sh})
 
 
 def eval_step(model: Layer, loss: Loss | None = None, *, mesh: Mesh, params=None,
@@ -217,7 +228,7 @@ def eval_step(model: Layer, loss: Loss | None = None, *, mesh: Mesh, params=None
     p_sh, _ = state_shardings(mesh, params, None, rule)
     b = batch_sharding(mesh)
     jitted = jax.jit(step, in_shardings=(p_sh, b, b), out_shardings=replicated(mesh))
-    return _checked(jitted, mesh, (1, 2), pace)
+    return _checked(jitted, mesh, (1, 2), pace, {0: p_sh})
 
 
 def shard_map_train_step(model: Layer, loss: Loss, optimizer: optax.GradientTransformation,
@@ -250,7 +261,7 @@ def shard_map_train_step(model: Layer, loss: Loss, optimizer: optax.GradientTran
     rep, b = replicated(mesh), batch_sharding(mesh)
     jitted = jax.jit(mapped, in_shardings=(rep, rep, b, b), out_shardings=(rep, rep, rep),
                      donate_argnums=(0, 1) if donate else ())
-    return _checked(jitted, mesh, (2, 3), pace)
+    return _checked(jitted, mesh, (2, 3), pace, {0: rep, 1: rep})
 
 
 __all__ = ["DATA_AXIS", "Rule", "ShardingError", "batch_sharding", "check_batch", "eval_step",
