@@ -54,9 +54,9 @@ class Config:
         o = self.options()
         for name, value in self.overrides:
             if name not in DEFAULTS[self.env]:
-                raise UsageError(f"--{name} does not apply to --env {self.env}")
-            if not value > 0:
-                raise UsageError(f"--{name} must be positive, got {value!r}")
+                raise UsageError(f"--{name.replace('_', '-')} does not apply to --env {self.env}")
+            if not (value > 0 or (name == "noise" and value == 0)):
+                raise UsageError(f"--{name.replace('_', '-')} must be positive, got {value!r}")
         for name in ("epsilon", "gamma"):
             if o.get(name, 0.5) > 1:
                 raise UsageError(f"--{name} must be at most 1, got {o[name]}")
@@ -154,9 +154,10 @@ def parse_args(argv: list[str] | None) -> Config:
     parser.add_argument("--out", required=True)
     parser.add_argument("--seed", type=int, default=0, help="first seed")
     parser.add_argument("--seeds", type=int, default=1, help="number of seeds")
-    for name in ("epochs", "steps", "batch", "hidden", "problems", "chunk"):
-        parser.add_argument(f"--{name}", type=int, help="default: reinforce_envs.DEFAULTS[env]")
-    for name in ("lr", "epsilon", "gamma"):
+    for name in ("epochs", "steps", "batch", "hidden", "problems", "chunk", "eval_trials"):
+        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=int,
+                            help="default: reinforce_envs.DEFAULTS[env]")
+    for name in ("lr", "epsilon", "gamma", "noise"):
         parser.add_argument(f"--{name}", type=float, help="default: reinforce_envs.DEFAULTS[env]")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--no-progress", action="store_true")

@@ -7,9 +7,12 @@ the batches of an epoch, an evaluation and a summary.
 - cartpole: one step runs `batch` episodes of a Dense(hidden)-tanh-Dense(2) policy and makes
   one REINFORCE update (returns-to-go, γ, leave-one-out per-step baseline, normalised);
   the state keeps every training episode's return.
-- decision: a RateRNN on the perceptual decision task, trained by supervised BPTT on the
-  task's loss or by REINFORCE on one reward per trial (1 for the correct choice, else 0);
-  after every update the step scores a fixed batch of held-out trials.
+- decision: the RateRNN of `experiments.rate_rnn` (Dale's law, recurrent noise) on the
+  perceptual decision task, trained by supervised BPTT on the task's loss, or by REINFORCE
+  on one reward per trial: a choice a ~ softmax(mean output over the decision period), the
+  reward 1 if a is the correct choice, else 0 (fixating counts as wrong). After every update
+  the step scores a fixed batch of held-out trials; trials to criterion is the first update
+  whose last `criterion_window` scores average ≥ 85 %, times the batch.
 """
 
 from __future__ import annotations
@@ -30,8 +33,8 @@ from jaxnn.training import train_step
 DEFAULTS = {
     "bandit": dict(epochs=4, steps=10, chunk=50, problems=2000, arms=10, lr=0.1, epsilon=0.1),
     "cartpole": dict(epochs=30, steps=10, batch=16, hidden=32, lr=0.01, gamma=0.99),
-    "decision": dict(epochs=20, steps=10, batch=64, hidden=64, lr=0.003, eval_trials=1000,
-                     criterion_window=5),
+    "decision": dict(epochs=20, steps=10, batch=64, hidden=64, lr=0.003, noise=0.05,
+                     eval_trials=1000, criterion_window=5),
 }
 SOLVED = 475.0  # CartPole-v1's threshold on the mean return of 100 consecutive episodes
 METHODS = ("supervised", "reinforce")
@@ -156,7 +159,9 @@ def decision_setup(o: dict, seed: int, method: str) -> dict:
     if method not in METHODS:
         raise ValueError(f"decision_setup: method must be one of {METHODS}, got {method!r}")
     task = tasks.get("perceptual_decision")
-    model = RateRNN(o["hidden"], task.n_out)
+    # The network of experiments.rate_rnn: Dale's law (80 % excitatory), recurrent noise.
+    model = nn.stateful(RateRNN(o["hidden"], task.n_out, tau=100.0, dt=task.dt, noise=o["noise"],
+                                dale=True, mask_seed=seed))
     optimizer = optax.adam(o["lr"])
     n_updates = o["epochs"] * o["steps"]
     k_init, k_eval = jax.random.split(jax.random.key(seed))
@@ -167,30 +172,36 @@ def decision_setup(o: dict, seed: int, method: str) -> dict:
     else:
         inner = rf.reinforce_step(model, optimizer, loss=rf.choice_loss(t0), jit=False)
 
+    def outputs(params, state, x, key):
+        return model.apply(params, state, x, key=key, train=False)[0]
+
     def init():
-        params = model.init(k_init, (-1, task.n_steps, task.n_in))[1]
-        return {"params": params, "opt": optimizer.init(params), "updates": jnp.zeros((), jnp.int32),
-                "perf": jnp.zeros((n_updates,), jnp.float32)}
+        _, params, state = model.init(k_init, (-1, task.n_steps, task.n_in))
+        return {"params": params, "state": state, "opt": optimizer.init(params),
+                "updates": jnp.zeros((), jnp.int32), "perf": jnp.zeros((n_updates,), jnp.float32)}
 
     @jax.jit
-    def step(state, _, key):
-        k_trials, k_act = jax.random.split(key)
+    def step(s, _, key):
+        k_trials, k_noise, k_act = jax.random.split(key, 3)
         trials = task.sample(k_trials, batch)
         if method == "supervised":
-            params, opt, m = inner(state["params"], state["opt"], trials.x,
-                                   (trials.target, trials.weight))
-            correct = task.performance(model.apply(state["params"], trials.x), trials)
-        else:
-            logits = rf.choice_logits(model.apply(state["params"], trials.x), t0)
-            actions, _ = rf.sample_actions(k_act, logits)
+            y = outputs(s["params"], s["state"], trials.x, k_noise)
+            params, state, opt, m = inner(s["params"], s["state"], s["opt"], trials.x,
+                                          (trials.target, trials.weight), k_noise)
+            correct = task.performance(y, trials)
+        else:  # act under one noise draw, and take the gradient under the same one
+            y = outputs(s["params"], s["state"], trials.x, k_noise)
+            actions, _ = rf.sample_actions(k_act, rf.choice_logits(y, t0))
             reward = (actions == trials.label).astype(jnp.float32)
             ones = jnp.ones((batch, 1), jnp.float32)
             adv = rf.advantages(reward[:, None], ones, "mean")[:, 0]
-            params, opt, m = inner(state["params"], state["opt"], trials.x, actions, adv, ones[:, 0])
+            params, state, opt, m = inner(s["params"], s["state"], s["opt"], trials.x, actions,
+                                          adv, ones[:, 0], k_noise)
             correct = reward.mean()
-        perf = task.performance(model.apply(params, held_out.x), held_out)
-        perfs = lax.dynamic_update_slice(state["perf"], perf[None], (state["updates"],))
-        return ({"params": params, "opt": opt, "updates": state["updates"] + 1, "perf": perfs},
+        perf = task.performance(outputs(params, state, held_out.x, k_eval), held_out)
+        perfs = lax.dynamic_update_slice(s["perf"], perf[None], (s["updates"],))
+        return ({"params": params, "state": state, "opt": opt, "updates": s["updates"] + 1,
+                 "perf": perfs},
                 {"loss": m["loss"], "train_correct": correct, "held_out_correct": perf})
 
     def history(state):
