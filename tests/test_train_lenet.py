@@ -44,12 +44,15 @@ def _config(tmp_path, **kw):
     return Config(**{**base, **kw})
 
 
-def test_resume_after_a_crash_continues_bit_for_bit(tmp_path, monkeypatch):
+@pytest.mark.parametrize("variant", ["modern", "bn"])
+def test_resume_after_a_crash_continues_bit_for_bit(tmp_path, monkeypatch, variant):
+    """For "bn" the training state includes BatchNorm's running statistics (and Dropout
+    draws from the step keys), which must come back exactly too."""
     data = _synthetic()
-    straight = _config(tmp_path, out=str(tmp_path / "straight"))
+    straight = _config(tmp_path, out=str(tmp_path / "straight"), variant=variant)
     train_and_evaluate(straight, data)
 
-    crashed = _config(tmp_path, out=str(tmp_path / "crashed"))
+    crashed = _config(tmp_path, out=str(tmp_path / "crashed"), variant=variant)
     save = jaxnn.checkpoint.Checkpoints.save
 
     def save_then_die(self, step, state):
@@ -74,6 +77,9 @@ def test_resume_after_a_crash_continues_bit_for_bit(tmp_path, monkeypatch):
     _, sb = train_lenet.load_trained(crashed.out_dir())
     for x, y in zip(jax.tree.leaves(sa), jax.tree.leaves(sb)):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    if variant == "bn":
+        running_mean = sb["model_state"][1].mean
+        assert float(np.abs(np.asarray(running_mean)).max()) > 0  # the state was trained and kept
 
 
 @pytest.mark.realdata
