@@ -22,12 +22,24 @@ def normalize(images: np.ndarray, mean: float = MNIST_MEAN, std: float = MNIST_S
     The uint8 pixels 0..255 are scaled to [0, 1] first, so `mean` and `std` are in [0, 1] units; the
     defaults are MNIST's training-set values, which give those pixels mean ≈ 0 and std ≈ 1.
     """
-    scaled = np.asarray(images, np.float32) / np.float32(255)
+    images = np.asarray(images)
+    if images.dtype == bool or not np.issubdtype(images.dtype, np.number) or \
+            np.issubdtype(images.dtype, np.complexfloating):
+        raise TypeError(f"normalize: expected pixels as numbers 0..255 (raw uint8 images), "
+                        f"got {images.dtype}")
+    if images.dtype != np.uint8 and images.size:
+        lo, hi = float(images.min()), float(images.max())
+        if lo < 0 or hi > 255:
+            raise ValueError(f"normalize: expected pixel values in [0, 255] (raw images), got "
+                             f"{images.dtype} values in [{lo:.3g}, {hi:.3g}]: already normalised?")
+    scaled = images.astype(np.float32) / np.float32(255)
     return (scaled - np.float32(mean)) / np.float32(std)
 
 
 def add_channel_axis(images: np.ndarray) -> np.ndarray:
     """(N, H, W) -> (N, H, W, 1), the NHWC layout the convolution layers take; a view, not a copy."""
+    if np.ndim(images) != 3:
+        raise ValueError(f"add_channel_axis: expected images (N, H, W), got shape {np.shape(images)}")
     return images[..., np.newaxis]
 
 
@@ -106,8 +118,14 @@ def shift_images(images: np.ndarray, shifts: np.ndarray, fill: float) -> np.ndar
     shape and dtype: out[b, i, j] = images[b, i - dy, j - dx] where that lies inside the image.
     Vectorised: every shifted image is a window of the padded batch.
     """
-    m = int(np.abs(shifts).max(initial=0))
+    if images.ndim not in (3, 4):
+        raise ValueError(f"shift_images: expected images (B, H, W) or (B, H, W, C), got shape "
+                         f"{images.shape}")
     h, w = images.shape[1:3]
+    if np.shape(shifts) != (len(images), 2) or not np.issubdtype(np.asarray(shifts).dtype, np.integer):
+        raise ValueError(f"shift_images: expected shifts ({len(images)}, 2) of ints, got "
+                         f"{np.asarray(shifts).dtype} {np.shape(shifts)}")
+    m = int(np.abs(shifts).max(initial=0))
     pad = [(0, 0), (m, m), (m, m)] + [(0, 0)] * (images.ndim - 3)
     padded = np.pad(images, pad, constant_values=fill)
     windows = np.lib.stride_tricks.sliding_window_view(padded, (h, w), axis=(1, 2))
