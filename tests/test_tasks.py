@@ -1,0 +1,79 @@
+"""Tasks: seeded, batched, vmap/jit-able trial generators; their losses' hand-written gradients;
+their performance measures on ideal and on wrong outputs."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxnn import tasks
+
+
+@pytest.mark.parametrize("name", list(tasks.TASKS))
+def test_trials_are_seeded_batched_and_jittable(name):
+    task = tasks.get(name)
+    a = task.sample(jax.random.key(3), 8)
+    b = jax.jit(task.sample, static_argnums=1)(jax.random.key(3), 8)
+    chex.assert_trees_all_close(a, b, atol=1e-6)  # jit may fuse the noise scaling differently
+    assert a.x.shape == (8, task.n_steps, task.n_in) and a.x.dtype == jnp.float32
+    assert a.weight.shape == (8, task.n_steps)
+    c = task.sample(jax.random.key(4), 8)
+    assert not np.allclose(a.x, c.x)
+    nested = jax.vmap(lambda k: task.sample(k, 2))(jax.random.split(jax.random.key(0), 3))
+    assert nested.x.shape == (3, 2, task.n_steps, task.n_in)
+
+
+@pytest.mark.parametrize("name", list(tasks.TASKS))
+def test_ideal_outputs_meet_the_goal_and_wrong_ones_do_not(name):
+    task = tasks.get(name)
+    trials = task.sample(jax.random.key(0), 256)
+    if task.higher_is_better:
+        ideal = 10.0 * jax.nn.one_hot(trials.target, task.n_out)
+        wrong = 10.0 * jax.nn.one_hot(3 - trials.target, task.n_out)
+    else:
+        ideal, wrong = trials.target, -trials.target
+    assert task.reached(float(task.performance(ideal, trials)))
+    assert not task.reached(float(task.performance(wrong, trials)))
+
+
+def test_labels_follow_the_evidence():
+    pd = tasks.perceptual_decision().sample(jax.random.key(1), 512)
+    coh = pd.condition[:, 0]
+    assert np.all(np.asarray(pd.label)[np.asarray(coh) > 0] == 2)
+    stim = pd.x[:, 10:40, 1:].mean(1)  # the stimulus period
+    agree = (jnp.argmax(stim, -1) + 1 == pd.label)[jnp.abs(coh) >= 0.256]
+    assert float(agree.mean()) > 0.95
+    cd = tasks.context_decision().sample(jax.random.key(2), 256)
+    relevant = jnp.where(cd.condition[:, 0] == 0, cd.condition[:, 1], cd.condition[:, 2])
+    np.testing.assert_array_equal(cd.label, jnp.where(relevant > 0, 2, 1))
+    dms = tasks.delayed_match_to_sample().sample(jax.random.key(3), 64)
+    np.testing.assert_array_equal(dms.label, jnp.where(dms.condition[:, 1] == 1, 1, 2))
+
+
+@pytest.mark.parametrize("loss_name", ["cross_entropy", "mse"])
+def test_masked_losses_backward_matches_autodiff(loss_name):
+    with jax.enable_x64(True):
+        k1, k2, k3 = jax.random.split(jax.random.key(0), 3)
+        y = jax.random.normal(k1, (3, 5, 4), jnp.float64)
+        weight = jax.random.uniform(k3, (3, 5), jnp.float32)
+        if loss_name == "cross_entropy":
+            loss, target = tasks.masked_cross_entropy(), jax.random.randint(k2, (3, 5), 0, 4)
+        else:
+            loss, target = tasks.masked_mse(), jax.random.normal(k2, (3, 5, 4), jnp.float32)
+        value, res = loss.forward(y, (target, weight))
+        want = jax.grad(lambda y: loss.apply(y, (target, weight)))(y)
+        np.testing.assert_allclose(loss.backward(res, jnp.ones((), jnp.float64)), want, rtol=1e-12)
+        assert value.dtype == jnp.float64
+
+
+def test_psychometric_fractions():
+    choice = jnp.array([2, 1, 2, 2, 1, 1])
+    evidence = jnp.array([-0.5, -0.5, 0.5, 0.5, 0.0, 0.0])
+    np.testing.assert_allclose(tasks.psychometric(choice, evidence, jnp.array([-0.5, 0.0, 0.5, 1.0])),
+                               [0.5, 0.0, 1.0, np.nan])
+
+
+def test_unknown_task_is_named():
+    with pytest.raises(ValueError, match="unknown task 'dms'"):
+        tasks.get("dms")
