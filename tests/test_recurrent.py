@@ -12,7 +12,7 @@ import jaxnn as nn
 from jaxnn.backprop import as_custom_vjp
 from jaxnn.core import LayerError, LayerTypeError
 from jaxnn.layers.lstm import LSTM
-from jaxnn.layers.recurrent import RNN, RateRNN, _effective, connectivity_mask, dale_signs
+from jaxnn.layers.recurrent import RNN, RateRNN, effective_weights, connectivity_mask, dale_signs
 
 SHAPE = (2, 6, 3)  # (N, T, in)
 ADJACENCY = (np.arange(25).reshape(5, 5) % 3 != 0).astype(np.int32)
@@ -147,7 +147,7 @@ def test_dale_signs_and_mask_survive_training_steps():
         dparams = grad(params)
         assert np.all(np.asarray(dparams.w_rec)[mask == 0] == 0)
         params = jax.tree.map(lambda p, d: p - 0.5 * d, params, dparams)
-    W = np.asarray(_effective(params.w_rec, mask, dale_signs(10, 0.8)))
+    W = np.asarray(effective_weights(params.w_rec, mask, dale_signs(10, 0.8)))
     assert np.all(W[:8] >= 0) and np.all(W[8:] <= 0) and np.all(W[mask == 0] == 0)
 
 

@@ -77,14 +77,14 @@ def dale_signs(hidden: int, exc_fraction: float) -> np.ndarray:
     return np.where(np.arange(hidden) < n_exc, 1.0, -1.0).astype(np.float32)
 
 
-def _effective(w, mask, signs):
+def effective_weights(w, mask, signs):
     """W from the raw weights w (see the module docstring)."""
     if signs is not None:
         w = jax.nn.relu(w) * jnp.asarray(signs, w.dtype)[:, None]
     return w if mask is None else w * jnp.asarray(mask, w.dtype)
 
 
-def _effective_backward(w, mask, signs, dW):
+def effective_weights_backward(w, mask, signs, dW):
     """dC/dw from dC/dW."""
     if mask is not None:
         dW = dW * jnp.asarray(mask, w.dtype)
@@ -149,7 +149,7 @@ def _rate_layer(name, hidden, *, alpha, readout, noise, mask, signs, rec_gain, d
         xi = None
         if key is not None:
             xi = jax.random.normal(key, drive.shape, drive.dtype) * float(np.sqrt(2 * alpha) * noise)
-        f, h = rate_scan(_effective(params.w_rec, mask, signs), drive, xi, alpha)
+        f, h = rate_scan(effective_weights(params.w_rec, mask, signs), drive, xi, alpha)
         rates = jnp.swapaxes(f, 0, 1)
         y = rates if readout is None else rates @ params.w_out + params.b_out[None, None, :]
         return y, (f, h, x)
@@ -163,11 +163,11 @@ def _rate_layer(name, hidden, *, alpha, readout, noise, mask, signs, rec_gain, d
             dparams["w_out"] = jnp.einsum("tnh,nto->ho", f, dy)
             dparams["b_out"] = dy.sum((0, 1))
             g = jnp.swapaxes(dy @ params.w_out.T, 0, 1)
-        W = _effective(params.w_rec, mask, signs)
+        W = effective_weights(params.w_rec, mask, signs)
         dpre = rate_scan_backward(W, h, g, alpha)
         f_prev = jnp.concatenate([jnp.zeros_like(f[:1]), f[:-1]], axis=0)
         dW = jnp.einsum("tnh,tnk->hk", f_prev, dpre)
-        dparams["w_rec"] = _effective_backward(params.w_rec, mask, signs, dW)
+        dparams["w_rec"] = effective_weights_backward(params.w_rec, mask, signs, dW)
         dparams["w_in"] = jnp.einsum("nti,tnh->ih", x, dpre)
         dparams["b"] = dpre.sum((0, 1))
         dx = jnp.swapaxes(dpre @ params.w_in.T, 0, 1)
@@ -225,5 +225,6 @@ def RNN(hidden: int, *, dtype=jnp.float32) -> Layer:
                        rec_gain=1.0, dtype=dtype)
 
 
-__all__ = ["RNN", "RateParams", "RateRNN", "connectivity_mask", "dale_signs", "rate_scan",
+__all__ = ["RNN", "RateParams", "RateRNN", "connectivity_mask", "dale_signs", "effective_weights",
+           "effective_weights_backward", "rate_scan",
            "rate_scan_backward"]
