@@ -82,15 +82,23 @@ def hlo_labels(compiled_text: str) -> dict[str, str]:
 
 # ------------------------------------------------------------------------------ the trace
 def trace_ops(method, steps, out):
+    step, args = build(method)
+    return trace_calls(step, args, steps, Path(out) / method)
+
+
+def trace_calls(fn, args, steps, tdir):
+    """Trace `steps` calls of the jitted `fn(*args)` into `tdir`; per HLO op, ms per call.
+
+    Returns {"ops": {op: ms per call}, "labels": {op: "opcode shape source"}, "execute_ms",
+    "pjit_ms" (per call: the program's span, and dispatch to the first op), "trace": path}.
+    """
     import jax
     from jax.profiler import ProfileData
 
-    step, args = build(method)
-    labels = hlo_labels(step.lower(*args).compile().as_text())
-    tdir = Path(out) / method
+    labels = hlo_labels(fn.lower(*args).compile().as_text())
     with jax.profiler.trace(str(tdir)):
         for _ in range(steps):
-            jax.block_until_ready(step(*args))
+            jax.block_until_ready(fn(*args))
     path = max(glob.glob(str(tdir / "**" / "*.xplane.pb"), recursive=True), key=lambda p: Path(p).stat().st_mtime)
     data = ProfileData.from_file(path)
     per_op = collections.defaultdict(float)

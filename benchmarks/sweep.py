@@ -149,6 +149,8 @@ def sweep(images, labels, batches=BATCHES, repeats=5, images_per_turn=2048, torc
                 if (contenders and name not in contenders) or (name.startswith("pytorch")
                                                                and not have_torch):
                     continue
+                if name == "pytorch 1 thread" and torch_threads == 1:
+                    continue  # the "pytorch" row is already the one-thread row
                 on_host = name.startswith("pytorch")
                 fn = _build(kind, name, images[:n] if on_host else x, labels[:n] if on_host else y,
                             torch_threads)

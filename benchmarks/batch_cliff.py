@@ -1,0 +1,144 @@
+"""Where the cost per image of LeNet-5 rises with the batch size: per layer, then per HLO op.
+
+    python -m benchmarks.batch_cliff                                 # both parts
+    python -m benchmarks.batch_cliff --batches 64,128,256,2048 --repeats 7 --no-ops
+
+1. Per layer (modern LeNet-5 stages): the jitted `apply` (forward) and forward + `jax.vjp`
+   backward of each layer alone, at its LeNet input shape, for every batch size; all (batch,
+   layer) pairs alternate inside each repeat; medians of wall µs per image.
+2. Per op (`--op-batches`): `benchmarks.profile_step.trace_calls` of the whole-batch training
+   step (`train_step(..., microbatch=None)`, autodiff) and of the evaluation step
+   (`eval_step(..., microbatch=None)`); every HLO op's summed thunk time in µs per image, the
+   ops ranked by their time at the largest batch. The compiled programs differ only in shapes
+   for the heavy ops (same fusions, same convolution and dot instructions), so an op whose cost
+   per image rises does so for its operands' size, not for a different algorithm.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from pathlib import Path
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.batch_cliff", description=__doc__.split("\n")[0])
+    ap.add_argument("--batches", default="64,128,256,512,2048", help="per-layer batch sizes")
+    ap.add_argument("--op-batches", default="128,2048", help="per-op batch sizes")
+    ap.add_argument("--repeats", type=int, default=5, help="alternating repeats (default 5)")
+    ap.add_argument("--images", type=int, default=1024, help="images per timing (default 1024)")
+    ap.add_argument("--top", type=int, default=12, help="rows of each per-op table (default 12)")
+    ap.add_argument("--no-ops", dest="ops", action="store_false", help="skip the per-op traces")
+    ap.add_argument("--out", default="runs/cliff", help="trace directory (default runs/cliff)")
+    args = ap.parse_args(argv)
+    args.batches = [int(b) for b in args.batches.split(",")]
+    args.op_batches = [int(b) for b in args.op_batches.split(",")]
+    return args
+
+
+def layer_table(batches, repeats, images):
+    """{(layer, batch): (forward µs/img, forward+backward µs/img)} medians."""
+    import jax
+
+    from jaxnn.models import lenet5_stages
+
+    stages = lenet5_stages("modern")
+    fns = {}
+    for n in batches:
+        x = jax.random.normal(jax.random.key(1), (n, 28, 28, 1))
+        shape = x.shape
+        for i, (name, layer) in enumerate(stages):
+            shape, params = layer.init(jax.random.key(i), shape)
+            fwd = jax.jit(layer.apply)
+
+            def fwd_bwd(p, xin, layer=layer):
+                y, pullback = jax.vjp(layer.apply, p, xin)
+                return pullback(y)
+
+            fb = jax.jit(fwd_bwd)
+            jax.block_until_ready((fwd(params, x), fb(params, x)))
+            fns[name, n] = (fwd, fb, params, x)
+            x = fwd(params, x)
+    times = {k: ([], []) for k in fns}
+    for _ in range(repeats):
+        for (name, n), (fwd, fb, params, x) in fns.items():
+            calls = max(1, images // n)
+            for j, fn in enumerate((fwd, fb)):
+                t = time.perf_counter()
+                for _ in range(calls):
+                    jax.block_until_ready(fn(params, x))
+                times[name, n][j].append((time.perf_counter() - t) / (calls * n) * 1e6)
+    return [name for name, _ in stages], {k: tuple(statistics.median(v) for v in pair)
+                                           for k, pair in times.items()}
+
+
+def op_tables(batches, images, out):
+    """{kind: {batch: trace result}} for kind "train" and "eval" (whole batch, autodiff)."""
+    import jax
+    import optax
+
+    import jaxnn
+    from benchmarks.profile_step import trace_calls
+    from jaxnn import losses
+    from jaxnn.models import LENET5_INPUT_SHAPE, lenet5
+
+    model, loss, opt = lenet5("modern"), losses.softmax_cross_entropy(), optax.adam(1e-3)
+    _, params = model.init(jax.random.key(0), LENET5_INPUT_SHAPE)
+    result = {"train": {}, "eval": {}}
+    for n in batches:
+        x = jax.random.normal(jax.random.key(1), (n, 28, 28, 1))
+        y = jax.random.randint(jax.random.key(2), (n,), 0, 10)
+        train = jaxnn.train_step(model, loss, opt, microbatch=None, donate=False)
+        evaluate = jaxnn.eval_step(model, loss, microbatch=None)
+        for kind, fn, args in (("train", train, (params, opt.init(params), x, y)),
+                               ("eval", evaluate, (params, x, y))):
+            jax.block_until_ready(fn(*args))
+            calls = max(2, images // n)
+            res = trace_calls(fn, args, calls, Path(out) / f"{kind}{n}")
+            res["batch"] = n
+            result[kind][n] = res
+    return result
+
+
+def print_layers(names, table, batches):
+    head = " | ".join(f"fwd {n}" for n in batches) + " | " + " | ".join(f"f+b {n}" for n in batches)
+    print(f"\n## Per layer, wall µs per image (median); load {os.getloadavg()[0]:.1f}\n")
+    print(f"| layer | {head} |")
+    print("|---|" + "---|" * (2 * len(batches)))
+    for name in names:
+        cells = [f"{table[name, n][0]:.1f}" for n in batches] + [f"{table[name, n][1]:.1f}" for n in batches]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    for j, what in enumerate(("fwd", "f+b")):
+        total = [sum(table[name, n][j] for name in names) for n in batches]
+        print(f"| sum {what} | " + " | ".join(f"{t:.1f}" for t in total) + " |")
+
+
+def print_ops(kind, traces, top):
+    batches = sorted(traces)
+    big = traces[batches[-1]]
+    print(f"\n## {kind} step, per HLO op, µs per image (thunk time summed over threads); "
+          f"load {os.getloadavg()[0]:.1f}\n")
+    print("| op | " + " | ".join(str(n) for n in batches) + " | what (at the largest batch) |")
+    print("|---|" + "---|" * (len(batches) + 1))
+    for op, _ in sorted(big["ops"].items(), key=lambda kv: -kv[1])[:top]:
+        cells = [f"{traces[n]['ops'].get(op, float('nan')) * 1e3 / n:.1f}" for n in batches]
+        print(f"| {op} | " + " | ".join(cells) + f" | {big['labels'].get(op, '?')[:90]} |")
+    totals = [sum(traces[n]["ops"].values()) * 1e3 / n for n in batches]
+    print("| all ops | " + " | ".join(f"{t:.1f}" for t in totals) + " | |")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    print(f"load average {os.getloadavg()}")
+    names, table = layer_table(args.batches, args.repeats, args.images)
+    print_layers(names, table, args.batches)
+    if args.ops:
+        traces = op_tables(args.op_batches, args.images, args.out)
+        for kind in ("train", "eval"):
+            print_ops(kind, traces[kind], args.top)
+
+
+if __name__ == "__main__":
+    main()
