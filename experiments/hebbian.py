@@ -14,7 +14,8 @@
    loop (units/); receptive fields (units/plots/receptive_fields.png). Units start at random training
    images (Krotov & Hopfield start from noise, which needs far more epochs than fit here).
 3. A linear readout (softmax regression, Adam) on the units' responses relu(h)^power,
-   standardised, through the shared loop (readout/): the test accuracy. Krotov & Hopfield
+   standardised, through the shared loop (readout/, readout/plots/readout.png): the test
+   accuracy. Krotov & Hopfield
    use power 4.5; 8 read out ~0.4 points better here (400 and 1600 WTA units, 5 epochs).
 4. k-means on the units' responses (and, for comparison, on the pixels) creates labels: each
    cluster takes the majority label of its members; the accuracy of those labels.
@@ -35,7 +36,9 @@ import optax
 import jaxnn as nn
 from experiments import hebbian_plots as plots
 from experiments.loop import LoopConfig, UsageError, cli_main, read_metrics, run
-from experiments.rules_common import check_positive, epoch_order, flat_mnist, prepare_out, write_summary
+from experiments.rules_common import (
+    check_positive, epoch_batches, epoch_order, flat_mnist, prepare_out, write_summary,
+)
 from jaxnn import losses, rules
 from jaxnn.layers.dense import DenseParams
 
@@ -199,13 +202,6 @@ def mnist(cfg: Config, out, data) -> dict:
     probe = jnp.asarray(xtr[:10_000])
     wins = jax.jit(lambda w: jnp.zeros(w.shape[1], jnp.int32).at[jnp.argmax(probe @ w, 1)].add(1))
 
-    def batches(size, x, y):
-        def make(epoch):
-            order = epoch_order(cfg.seed, epoch, len(x))
-            return [(jnp.asarray(x[i]), jnp.asarray(y[i])) for i in np.split(order[:len(x) - len(x) % size],
-                                                                            len(x) // size)]
-        return make
-
     def evaluate_units(ts, epoch):
         return {"units_never_winning": int((wins(ts.params[0].w) == 0).sum())}
 
@@ -215,8 +211,9 @@ def mnist(cfg: Config, out, data) -> dict:
     loop = dict(seed=cfg.seed, resume=cfg.resume, progress=cfg.progress, plots=cfg.plots)
     final = {}  # the loop hands its final state to `summarize`; keep what the next stages need
     units = run(LoopConfig(out=str(out / "units"), epochs=cfg.epochs, **loop), init=lambda: init(params),
-                step=step, batches=batches(cfg.batch, xtr, ytr), evaluate=evaluate_units,
-                plots=plot_units, name=f"units-{cfg.rule}", config_dict=dataclasses.asdict(cfg),
+                step=step, batches=epoch_batches(cfg.seed, cfg.batch, xtr, ytr),
+                evaluate=evaluate_units, plots=plot_units, name=f"units-{cfg.rule}",
+                config_dict=dataclasses.asdict(cfg),
                 summarize=lambda ts: final.update(w=ts.params[0].w) or {})
     w = final["w"]
 
@@ -235,12 +232,12 @@ def mnist(cfg: Config, out, data) -> dict:
     fte_j, yte_j = jnp.asarray(fte), jnp.asarray(yte)
     r_params = readout.init(jax.random.key(cfg.seed), (-1, k))[1]
     read = run(LoopConfig(out=str(out / "readout"), epochs=cfg.readout_epochs, **loop),
-               init=lambda: r_init(r_params), step=r_step, batches=batches(cfg.batch, ftr, ytr),
+               init=lambda: r_init(r_params), step=r_step,
+               batches=epoch_batches(cfg.seed, cfg.batch, ftr, ytr),
                evaluate=lambda ts, e: {"test_acc": int(correct(ts.params, fte_j, yte_j)) / len(yte)},
+               plots=lambda ts, rows, plot_dir: plots.plot_readout(rows, plot_dir / "readout.png"),
                name="readout", config_dict=dataclasses.asdict(cfg))
     rows = read_metrics(out / "readout" / "metrics.csv")
-    if cfg.plots:
-        plots.plot_readout(rows, out / "readout.png")
 
     t0 = time.perf_counter()
     sub = slice(0, min(n, 10_000))  # k-means on 10,000 training images keeps this to seconds
@@ -262,7 +259,8 @@ def parse(argv) -> Config:
     d = Config()
     ap.add_argument("--out", default=d.out)
     ap.add_argument("--quick", action="store_true",
-                    help=f"{QUICK['units']} units, {QUICK['epochs']} epochs, {QUICK['readout_epochs']} readout epochs")
+                    help=f"{QUICK['units']} units, {QUICK['epochs']} epochs, "
+                         f"{QUICK['readout_epochs']} readout epochs")
     ap.add_argument("--units", type=int, default=None, help=f"default {FULL['units']}")
     ap.add_argument("--epochs", type=int, default=None, help=f"default {FULL['epochs']}")
     ap.add_argument("--readout-epochs", type=int, default=None, help=f"default {FULL['readout_epochs']}")

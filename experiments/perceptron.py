@@ -32,7 +32,7 @@ import jaxnn as nn
 from experiments import perceptron_plots as plots
 from experiments.loop import LoopConfig, UsageError, cli_main, read_metrics, run
 from experiments.rules_common import (
-    check_positive, epoch_order, flat_mnist, prepare_out, write_summary,
+    check_positive, epoch_batches, epoch_order, flat_mnist, prepare_out, write_summary,
 )
 from jaxnn import losses, rules
 from jaxnn.layers.dense import DenseParams
@@ -153,13 +153,6 @@ def mnist(cfg: Config, out, data) -> dict:
     # gradient descent starts from Dense's own random init; the rule starts from zero.
     random = model.init(jax.random.key(cfg.seed), (-1, 784))[1]
 
-    def batches(size, targets):
-        def make(epoch):
-            order = epoch_order(cfg.seed, epoch, n)
-            return [(jnp.asarray(xtr[idx]), jnp.asarray(targets[idx]))
-                    for idx in np.split(order[:n - n % size], n // size)]
-        return make
-
     def evaluate(ts, epoch):
         p = ts.params[0]
         metrics = {"test_acc": int(correct(p, xte, yte)) / len(yte),
@@ -185,8 +178,9 @@ def mnist(cfg: Config, out, data) -> dict:
         init, step = rules.make_step(model, rule, lr)
         loop_cfg = LoopConfig(out=str(out / f"mnist-{name}"), epochs=cfg.epochs, seed=cfg.seed,
                               resume=cfg.resume, progress=cfg.progress, plots=cfg.plots)
-        summary = run(loop_cfg, init=lambda: init(params), step=step, batches=batches(size, targets),
-                      evaluate=evaluate, plots=plot_fn, name=f"mnist-{name}",
+        summary = run(loop_cfg, init=lambda: init(params), step=step,
+                      batches=epoch_batches(cfg.seed, size, xtr, targets), evaluate=evaluate,
+                      plots=plot_fn, name=f"mnist-{name}",
                       config_dict={"experiment": dataclasses.asdict(cfg), "rule": rule.name,
                                    "learning_rate": lr, "batch": size})
         rows = read_metrics(out / f"mnist-{name}" / "metrics.csv")

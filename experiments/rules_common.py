@@ -11,6 +11,7 @@ import json
 import time
 from pathlib import Path
 
+import jax.numpy as jnp
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -30,6 +31,18 @@ def flat_mnist(split: str, data_dir=None, subset: int | None = None):
 def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
     """The order of the n training samples in an epoch: a function of (seed, epoch) only."""
     return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def epoch_batches(seed: int, size: int, *arrays):
+    """batches(epoch) for the shared loop: the arrays (same length N) in `epoch_order`, cut into
+    N // size batches of `size` (the ragged rest dropped, so the step compiles once)."""
+    n = len(arrays[0])
+
+    def batches(epoch):
+        order = epoch_order(seed, epoch, n)[:n - n % size]
+        return [tuple(jnp.asarray(a[i]) for a in arrays) for i in np.split(order, n // size)]
+
+    return batches
 
 
 def prepare_out(out: str, resume: bool) -> Path:
@@ -89,5 +102,5 @@ def image_grid(fig: Figure, images: np.ndarray, ncols: int, titles=None, symmetr
     return axes
 
 
-__all__ = ["check_positive", "epoch_order", "figure", "flat_mnist", "image_grid", "prepare_out",
-           "save", "write_summary"]
+__all__ = ["check_positive", "epoch_batches", "epoch_order", "figure", "flat_mnist", "image_grid",
+           "prepare_out", "save", "write_summary"]

@@ -7,8 +7,9 @@ A rule is a named pure function and one flag:
     init(params) -> state                     (the rule's own state; () for most rules)
 
 `metrics` holds scalars and always a "loss" (the number the shared loop watches; for a
-rule that follows no gradient, the quantity it comes to minimise). `batch` is `(x, targets)`; rules that learn without labels ignore `targets`, so the same
-data stream feeds every rule. `updates` has the pytree structure of `params`. A rule that
+rule that follows no gradient, the quantity it comes to minimise). `batch` is
+`(x, targets)`; rules that learn without labels ignore `targets`, so the same data stream
+feeds every rule. `updates` has the pytree structure of `params`. A rule that
 descends (a gradient, dJ/dW) has ascend=False and the step moves against it; a rule that
 ascends (Hebb, Oja, the perceptron's correction) has ascend=True and the step moves along it:
 
