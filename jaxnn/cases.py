@@ -80,6 +80,8 @@ LAYER_CASES: list[Case] = [
                                                                 padding="SAME"), (2, 7, 6, 2)),
     Case("partial_conv_one_input", lambda: nn.PartialConv2D(2, 3, [[True, False]], padding=1),
          (2, 5, 5, 1)),
+    Case("layernorm", lambda: nn.LayerNorm(), (3, 5)),
+    Case("scan_dense", lambda: nn.Scan(nn.Dense(3)), (2, 4, 5)),
     Case("rbf_codes", lambda: nn.RBF(4), (3, 6)),
     Case("rbf_given_centers", lambda: nn.RBF(2, [[0.5, -1.0, 2.0], [1.0, 0.0, -0.5]]), (4, 3)),
     Case("serial_lecun1998_head", lambda: nn.serial(nn.Dense(6), nn.ScaledTanh(), nn.RBF(3), nn.Negate()),
