@@ -23,7 +23,7 @@ differences over every coordinate are n or 2n forward passes: too slow for LeNet
 
 Writes compare.md, compare.json and compare.png to --out and prints the summary; the last line
 says whether every pair agreed. Exit status: 0 when every pair agreed (or differed by design),
-1 when any pair disagreed, 2 for an unknown --cases id.
+1 when any pair disagreed, 2 for an unknown --cases id (one line on stderr).
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ import numpy as np
 
 import jaxnn as nn
 from experiments import numpy_reference as ref
+from experiments.loop import UsageError, cli_main
 from jaxnn import compare, losses, models
 from jaxnn.cases import LAYER_CASES, Case, select
 
@@ -440,7 +441,7 @@ def train_and_evaluate(config: Config) -> dict:
 
 
 def main(argv=None) -> dict:
-    """Parse argv and run; an unknown case id is one line on stderr and exit status 2."""
+    """Parse argv and run; returns the report. An unknown --cases id raises UsageError."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=Config.out, help="output folder (default %(default)s)")
     parser.add_argument("--quick", action="store_true", help="a few cases, no LeNet-5 (for tests)")
@@ -452,9 +453,14 @@ def main(argv=None) -> dict:
     try:
         layer_cases(config)
     except ValueError as err:
-        parser.exit(2, f"compare_backprop: --cases: {err}\n")
+        raise UsageError(f"--cases: {err}") from None
     return train_and_evaluate(config)
 
 
+def cli(argv=None) -> int:
+    """The exit status: 0 when every pair agreed (or differed by design), 1 when one disagreed."""
+    return 0 if main(argv)["all_agree"] else 1
+
+
 if __name__ == "__main__":
-    sys.exit(0 if main()["all_agree"] else 1)
+    sys.exit(cli_main(cli))

@@ -53,12 +53,8 @@ def test_a_wrong_backward_exits_1(tmp_path, monkeypatch, capsys):
     assert all(f.startswith("dense ") and "manual vs reverse dx" in f for f in failed), failed
 
 
-def test_unknown_case_id_is_one_line_and_exit_2(tmp_path, capsys):
-    from experiments import compare_backprop
-
-    with pytest.raises(SystemExit) as exit_info:
-        compare_backprop.main(["--cases", "dense,no_such_layer", "--out", str(tmp_path / "out")])
-    assert exit_info.value.code == 2
+def test_unknown_case_id_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
+    assert _run_as_main(monkeypatch, "--cases", "dense,no_such_layer", "--out", str(tmp_path / "out")) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "no_such_layer" in err
     assert not (tmp_path / "out").exists()
