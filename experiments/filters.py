@@ -1,6 +1,7 @@
 """Seeing what a CNN sees: a hand-set curve detector, hand-set edge detectors, and LeNet-5's conv1.
 
     python -m experiments.filters --out runs/filters                      # trains a 1-epoch LeNet-5 first
+                                                                          # (in runs/filters/lenet; reused)
     python -m experiments.filters --out runs/filters --lenet runs/lenet5-modern-autodiff-seed0
 
 Writes to --out: curve_filter.png (the 7×7 filter as pixels and as a curve), curve_slide.png
@@ -108,10 +109,11 @@ def best_matches(learned: np.ndarray, handset: dict[str, np.ndarray]) -> tuple[n
 
 
 def train_short(run_dir: Path, *, data_dir: str | None, epochs: int) -> None:
-    """A short modern LeNet-5 run by experiments.train_lenet (its checkpoints, its layout)."""
+    """A short modern LeNet-5 run by experiments.train_lenet (its checkpoints, its layout).
+    A run already in run_dir is resumed: finished, it is reused as it is."""
     train_lenet.train_and_evaluate(train_lenet.Config(
         epochs=epochs, out=str(run_dir), data_dir=data_dir, eval_train=False, plots=False,
-        progress=False))
+        progress=False, resume=True))
 
 
 def load_params(run_dir: Path) -> tuple[str, list]:
