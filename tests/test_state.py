@@ -223,3 +223,23 @@ def test_scan_applies_the_layer_at_every_step():
     chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-6)
     with pytest.raises(nn.LayerTypeError, match="Scan: expected a plain"):
         nn.Scan(nn.BatchNorm())
+
+
+def test_norm_forward_values_against_numpy():
+    """Forward values against an independent NumPy formula (not only backward vs jax.vjp)."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4, 3, 5)).astype(np.float32) * 3 + 1
+    ln = nn.LayerNorm(eps=1e-3)
+    _, params = ln.init(jax.random.key(0), x.shape)
+    params = nn.NormParams(jnp.asarray(rng.normal(size=5), jnp.float32),
+                           jnp.asarray(rng.normal(size=5), jnp.float32))
+    mu, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
+    want = (x - mu) / np.sqrt(var + 1e-3) * np.asarray(params.scale) + np.asarray(params.offset)
+    np.testing.assert_allclose(ln.apply(params, jnp.asarray(x)), want, rtol=1e-5, atol=1e-5)
+
+    bn = nn.BatchNorm(eps=1e-3)
+    _, _, state = bn.init(jax.random.key(0), x.shape)
+    mu, var = x.mean((0, 1)), x.var((0, 1))
+    want = (x - mu) / np.sqrt(var + 1e-3) * np.asarray(params.scale) + np.asarray(params.offset)
+    np.testing.assert_allclose(bn.apply(params, state, jnp.asarray(x), train=True)[0], want,
+                               rtol=1e-5, atol=1e-5)
