@@ -1,12 +1,12 @@
 """Seeing what a CNN sees: a hand-set curve detector, hand-set edge detectors, and LeNet-5's conv1.
 
-    python -m experiments.filters --out runs/filters                      # trains a 1-epoch LeNet-5 first
-                                                                          # (in runs/filters/lenet; reused)
+    python -m experiments.filters --out runs/filters    # first trains a 1-epoch LeNet-5 in runs/filters/lenet-1ep
     python -m experiments.filters --out runs/filters --lenet runs/lenet5-modern-autodiff-seed0
 
 Writes to --out: curve_filter.png (the 7×7 filter as pixels and as a curve), curve_slide.png
 (the filter slid over a test digit: window positions and the activation map filling in),
-curve_extremes.png (the test digits responding most and least), edges_vs_conv1.png (hand-set
+curve_extremes.png (the ten test digits whose best window is most and least like the filter, by
+cosine: raw peaks saturate at 180 on most digits), edges_vs_conv1.png (hand-set
 vertical / horizontal / diagonal edge detectors beside the learned 5×5 conv1 filters, each
 labelled with its best match by correlation), conv1_on_curve.png (every conv1 filter's
 response to the curve detector's preferred stimulus) and summary.json.
@@ -144,7 +144,7 @@ def run(out: Path, lenet_dir: Path | None, data_dir: str | None, digit_index: in
     fplots.plot_extremes(pixels, cosine, labels, most, least, score, peak, out / "curve_extremes.png")
 
     if lenet_dir is None:
-        lenet_dir = out / "lenet"
+        lenet_dir = out / f"lenet-{lenet_epochs}ep"  # its own folder: the schedule spans the epochs
         train_short(lenet_dir, data_dir=data_dir, epochs=lenet_epochs)
     variant, params = load_params(lenet_dir)
     conv1 = np.asarray(params[0].w)                                     # (5, 5, 1, 6) HWIO
@@ -195,7 +195,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m experiments.filters", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="output folder (created)")
     p.add_argument("--lenet", default=None,
-                   help="a run folder written by experiments.train_lenet; default: train a short run in OUT/lenet")
+                   help="a run folder written by experiments.train_lenet; default: train a short run "
+                        "in OUT/lenet-<epochs>ep")
     p.add_argument("--lenet-epochs", type=int, default=1, help="epochs of the short run (when --lenet is not given)")
     p.add_argument("--digit", type=int, default=0, help="index of the test digit the curve detector slides over")
     p.add_argument("--test-subset", type=int, default=None,
