@@ -14,7 +14,9 @@ Per epoch: the step runs over `batches(epoch)` with key fold_in(fold_in(key(seed
 for batch i; metrics.csv gets one row (epoch, the mean of each step metric, evaluate's
 metrics, seconds); the state is checkpointed atomically. `resume=True` restores the newest
 checkpoint and continues bit for bit, provided `batches` depends only on (seed, epoch).
-A non-finite loss stops the run, naming the step; the checkpoints before it stay.
+A NaN or Inf in the loss or the new state stops the run, naming the step and the first such
+parameter; the checkpoints before it stay. on_nan="skip" instead leaves the state as it was
+for that batch and counts it (train_skipped).
 summary.json holds the final row and where the wall time went (start-up, compile, training,
 evaluation, checkpoints, plots).
 
@@ -46,6 +48,9 @@ class UsageError(Exception):
     exit status 2 from `cli_main`."""
 
 
+ON_NAN = ("stop", "skip")
+
+
 class NonFiniteLoss(RuntimeError):
     """The loss became NaN or Inf; the message names the epoch and step."""
 
@@ -59,6 +64,7 @@ class LoopConfig:
     progress: bool = True
     plots: bool = True
     keep_checkpoints: int = 2
+    on_nan: str = "stop"
 
     def validate(self) -> "LoopConfig":
         """Check every field before any data is read or any directory made."""
@@ -68,6 +74,8 @@ class LoopConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
+        if self.on_nan not in ON_NAN:
+            raise UsageError(f"--on-nan must be one of {', '.join(ON_NAN)}, got {self.on_nan!r}")
         if not isinstance(self.seed, int) or self.seed < 0:
             raise UsageError(f"--seed must be a non-negative integer, got {self.seed!r}")
         out = Path(self.out)
@@ -120,14 +128,53 @@ def _progress(total: int, desc: str, enabled: bool):
     return tqdm(total=total, desc=desc, unit="step", leave=False, dynamic_ncols=True)
 
 
-def _check_finite(name: str, metrics: list[dict], epoch: int, ckpt) -> None:
-    """Raise NonFiniteLoss naming the first step of this epoch whose loss is NaN or Inf."""
-    values = np.asarray(jnp.stack([m["loss"] for m in metrics]))
-    bad = np.flatnonzero(~np.isfinite(values))
-    if bad.size:
-        raise NonFiniteLoss(f"{name}: the loss became {values[bad[0]]} at epoch {epoch}, step "
-                            f"{int(bad[0])}; stopped. The last good checkpoint is epoch "
-                            f"{ckpt.latest()} in {ckpt.directory}")
+def _float_leaves(tree) -> list[tuple[str, jax.Array]]:
+    return [(jax.tree_util.keystr(path), leaf) for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]
+            if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact)]
+
+
+def guard_step(step: Callable) -> Callable:
+    """(state, batch, key) -> (state, metrics, finite): the step, except that a step whose loss or
+    new state holds a NaN or Inf leaves the state as it was. finite: bool (1 + leaves,), whether the
+    loss and then each floating leaf of the new state (in tree order) is finite."""
+    def guarded(state, batch, key):
+        new_state, metrics = step(state, batch, key)
+        finite = jnp.stack([jnp.all(jnp.isfinite(metrics["loss"]))]
+                           + [jnp.all(jnp.isfinite(leaf)) for _, leaf in _float_leaves(new_state)])
+        kept = jax.lax.cond(jnp.all(finite), lambda: new_state, lambda: state)
+        return kept, metrics, finite
+    return jax.jit(guarded, donate_argnums=0)
+
+
+def _last_good(ckpt) -> str:
+    latest = ckpt.latest()
+    return (f"the last good checkpoint is epoch {latest} in {ckpt.directory}" if latest is not None
+            else "no checkpoint had been written yet")
+
+
+def _check_finite(name: str, metrics: list[dict], flags: list, leaf_names: list[str], epoch: int,
+                  ckpt, on_nan: str, end: bool) -> None:
+    """Raise NonFiniteLoss naming the first step of this epoch whose loss (or, for a guarded step,
+    new state) is NaN or Inf, and the first parameter that was; nothing when skipping them."""
+    if flags:
+        finite = np.asarray(jnp.stack(flags))
+        bad = np.flatnonzero(~finite.all(axis=1))
+        if on_nan == "skip" and (not end or len(bad) < len(finite)):
+            return
+    else:
+        finite = np.isfinite(np.asarray(jnp.stack([m["loss"] for m in metrics])))[:, None]
+        bad = np.flatnonzero(~finite[:, 0])
+    if not bad.size:
+        return
+    i = int(bad[0])
+    leaves = sorted((n for n, ok in zip(leaf_names, finite[i, 1:]) if not ok),
+                    key=lambda n: not n.startswith("['params']"))       # parameters before optimiser state
+    where = (f"first non-finite parameter {leaves[0]}" if leaves
+             else "parameters still finite" if finite.shape[1] > 1 else "parameters not checked")
+    what = ("every batch of the epoch was non-finite" if on_nan == "skip"
+            else "stopped (--on-nan skip skips such batches)")
+    raise NonFiniteLoss(f"{name}: non-finite at epoch {epoch}, step {i}: loss "
+                        f"{float(metrics[i]['loss'])}, {where}; {what}; {_last_good(ckpt)}")
 
 
 def run(config: LoopConfig, *, init: Callable[[], Any],
@@ -162,33 +209,40 @@ def run(config: LoopConfig, *, init: Callable[[], Any],
         {"loop": dataclasses.asdict(config), **(config_dict or {})}, indent=2, default=str) + "\n")
 
     base_key = jax.random.key(config.seed)
+    guarded = guard_step(step) if hasattr(step, "lower") else None
+    leaf_names = [n for n, _ in _float_leaves(state)]
     compiled = None
     for epoch in range(start_epoch + 1, config.epochs + 1):
         epoch_key = jax.random.fold_in(base_key, epoch)
         epoch_batches = batches(epoch)
         total = len(epoch_batches) if hasattr(epoch_batches, "__len__") else None
         bar = _progress(total, f"{name} epoch {epoch}/{config.epochs}", config.progress)
-        metrics, t_epoch, n_steps = [], time.perf_counter(), 0
+        metrics, flags, t_epoch, n_steps = [], [], time.perf_counter(), 0
         for i, batch in enumerate(epoch_batches):
             key = jax.random.fold_in(epoch_key, i)
             if compiled is None:
                 t0 = time.perf_counter()
-                compiled = step.lower(state, batch, key).compile() if hasattr(step, "lower") else step
+                compiled = guarded.lower(state, batch, key).compile() if guarded else step
                 times["compile"] += time.perf_counter() - t0
                 t_epoch += time.perf_counter() - t0
-            state, m = compiled(state, batch, key)
+            state, m, *finite = compiled(state, batch, key)
             metrics.append(m)
+            flags.extend(finite)
             n_steps += 1
             if i % log_every == log_every - 1:
-                _check_finite(name, metrics, epoch, ckpt)
+                _check_finite(name, metrics, flags, leaf_names, epoch, ckpt, config.on_nan, False)
                 if bar is not None:
                     bar.set_postfix(loss=f"{float(m['loss']):.4f}",
                                     steps_s=f"{n_steps / (time.perf_counter() - t_epoch):.1f}")
                     bar.update(i + 1 - bar.n)
         if not metrics:
             raise UsageError(f"{name}: epoch {epoch} has no batches (is the dataset smaller than a batch?)")
-        _check_finite(name, metrics, epoch, ckpt)
-        means = {k: float(jnp.mean(jnp.stack([mm[k] for mm in metrics]))) for k in metrics[0]}
+        _check_finite(name, metrics, flags, leaf_names, epoch, ckpt, config.on_nan, True)
+        kept = ([mm for mm, f in zip(metrics, np.asarray(jnp.stack(flags)).all(axis=1)) if f]
+                if flags else metrics)
+        means = {k: float(jnp.mean(jnp.stack([mm[k] for mm in kept]))) for k in metrics[0]}
+        if config.on_nan == "skip":
+            means["skipped"] = len(metrics) - len(kept)
         epoch_seconds = time.perf_counter() - t_epoch
         times["train"] += epoch_seconds
         if bar is not None:
@@ -226,11 +280,12 @@ def run(config: LoopConfig, *, init: Callable[[], Any],
 def cli_main(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
     """Run an experiment's main; a UsageError, a missing or corrupt file becomes one line on
     stderr and exit status 2 (a traceback means a bug)."""
+    from jaxnn.checkpoint import CheckpointError
     from jaxnn.data import DataError
 
     try:
         return main(argv)
-    except (UsageError, DataError, FileNotFoundError, NonFiniteLoss) as err:
+    except (UsageError, DataError, FileNotFoundError, NonFiniteLoss, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
@@ -240,5 +295,5 @@ def fold_epoch_key(seed: int, epoch: int) -> jax.Array:
     return jax.random.fold_in(jax.random.key(seed), epoch)
 
 
-__all__ = ["LoopConfig", "NonFiniteLoss", "UsageError", "cli_main", "fold_epoch_key", "machine",
+__all__ = ["LoopConfig", "NonFiniteLoss", "ON_NAN", "guard_step", "UsageError", "cli_main", "fold_epoch_key", "machine",
            "read_metrics", "run", "write_atomic", "write_metrics"]

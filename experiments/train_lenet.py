@@ -56,13 +56,15 @@ class Config:
     plots: bool = True
     progress: bool = True
     resume: bool = False
+    on_nan: str = "stop"
 
     def out_dir(self) -> Path:
         return Path(self.out or f"runs/lenet5-{self.variant}-{self.grad}-seed{self.seed}")
 
     def loop(self) -> LoopConfig:
         return LoopConfig(out=str(self.out_dir()), epochs=self.epochs, seed=self.seed,
-                          resume=self.resume, progress=self.progress, plots=self.plots)
+                          resume=self.resume, progress=self.progress, plots=self.plots,
+                          on_nan=self.on_nan)
 
     def validate(self) -> "Config":
         """Every argument checked before any data is read or directory made (UsageError)."""
@@ -291,6 +293,8 @@ def parse_args(argv=None) -> Config:
     p.add_argument("--no-plots", dest="plots", action="store_false")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    p.add_argument("--on-nan", default=defaults.on_nan, help="a NaN or Inf loss or parameter: "
+                   "stop (keeping the last good checkpoint) or skip the batch (counted in metrics)")
     return Config(**vars(p.parse_args(argv)))
 
 

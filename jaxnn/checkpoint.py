@@ -40,6 +40,7 @@ __all__ = ["CheckpointError", "Checkpoints", "read_checkpoint", "write_checkpoin
 MAGIC = b"JAXNNCKPT1"
 _DIGEST = 32
 _NAME = re.compile(r"^step_(\d{8,})\.ckpt$")
+_PARTIAL = re.compile(r"^\.step_\d{8,}\.ckpt\.\d+\.tmp$")
 
 
 class CheckpointError(RuntimeError):
@@ -161,7 +162,7 @@ def read_checkpoint(path: str | os.PathLike, template: Any) -> tuple[int, Any]:
             raise _error(path, f"has leaf {name} as {dtype.name}{list(shape)}, the run expects "
                                f"{want_spec[1].name}{list(want_spec[0])}")
         count = int(np.prod(shape, dtype=np.int64))
-        value = np.frombuffer(data, dtype, count, offset).reshape(shape)
+        value = np.frombuffer(data, dtype, count, offset).reshape(shape).copy()  # owned, writable
         offset += count * dtype.itemsize
         leaves.append(_place(value, want))
     return int(header["step"]), jax.tree.unflatten(jax.tree.structure(template), leaves)
@@ -185,7 +186,8 @@ class Checkpoints:
 
     save(step, state); steps() / latest() (by file name, unchecked); restore(step, template);
     restore_latest(template) -> (step, state) from the newest intact file, or None when there are
-    none. Nothing is created until the first save.
+    none. Nothing is created until the first save; a save removes partial files left by a writer
+    killed mid-save (one writer per directory is assumed).
     """
 
     def __init__(self, directory: str | os.PathLike, max_to_keep: int = 2):
@@ -220,6 +222,9 @@ class Checkpoints:
                                                       else "no earlier checkpoint")) from None
         for old in self.steps()[:-self.max_to_keep]:
             self.path(old).unlink(missing_ok=True)
+        for name in os.listdir(self.directory):        # partial files of writers killed mid-save
+            if _PARTIAL.match(name):
+                (self.directory / name).unlink(missing_ok=True)
         return self.path(step)
 
     def restore(self, step: int, template: Any) -> Any:
