@@ -25,6 +25,7 @@ Everything with side effects lives here, outside the compiled step.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import dataclasses
 import json
@@ -277,6 +278,14 @@ def run(config: LoopConfig, *, init: Callable[[], Any],
     return summary
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose errors (unknown flag, missing or malformed value) are a UsageError, so
+    `cli_main` prints them as one line and exits with status 2, like every other mistake."""
+
+    def error(self, message: str):
+        raise UsageError(f"{self.prog}: {message}")
+
+
 def cli_main(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
     """Run an experiment's main; a UsageError, a missing or corrupt file becomes one line on
     stderr and exit status 2 (a traceback means a bug)."""
@@ -295,5 +304,5 @@ def fold_epoch_key(seed: int, epoch: int) -> jax.Array:
     return jax.random.fold_in(jax.random.key(seed), epoch)
 
 
-__all__ = ["LoopConfig", "NonFiniteLoss", "ON_NAN", "guard_step", "UsageError", "cli_main", "fold_epoch_key", "machine",
+__all__ = ["ArgumentParser", "LoopConfig", "NonFiniteLoss", "ON_NAN", "guard_step", "UsageError", "cli_main", "fold_epoch_key", "machine",
            "read_metrics", "run", "write_atomic", "write_metrics"]

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import sys
 from typing import NamedTuple
@@ -22,7 +21,7 @@ import jax.numpy as jnp
 import optax
 
 import jaxnn as nn
-from experiments.loop import LoopConfig, UsageError, cli_main, run
+from experiments.loop import ArgumentParser, LoopConfig, UsageError, cli_main, run
 from experiments.train_lenet import evaluate_in_batches
 from jaxnn import data as jdata
 from jaxnn.core import check_input, check_shape
@@ -127,7 +126,7 @@ def train_and_evaluate(config: Config, data=None) -> dict:
 
 def main(argv=None) -> int:
     d = Config()
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default=d.out)
     p.add_argument("--grad", default=d.grad, help="manual or autodiff")
     p.add_argument("--epochs", type=int, default=d.epochs)

@@ -26,7 +26,7 @@ import numpy as np
 import optax
 
 import jaxnn
-from experiments.loop import LoopConfig, UsageError, cli_main, run
+from experiments.loop import ArgumentParser, LoopConfig, UsageError, cli_main, run
 from jaxnn import data as jdata
 from jaxnn.models import LENET5_ALL_VARIANTS, lenet5, lenet5_stages
 
@@ -267,7 +267,7 @@ def _plot(config, model, stages, state, rows, x_test, y_test, out: Path) -> None
 
 def parse_args(argv=None) -> Config:
     defaults = Config()
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    p = ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--variant", default=defaults.variant, help=", ".join(LENET5_ALL_VARIANTS))
     p.add_argument("--grad", default=defaults.grad, help="how gradients are computed: "
