@@ -217,6 +217,10 @@ def test_bad_arguments_raise_clear_errors():
         rules.competitive(k=0)
     with pytest.raises(ValueError, match="method must be one of"):
         rules.gradient(losses.softmax_cross_entropy(), "numerical")
+    silent = rules.make_rule("silent", lambda model, params, batch: (params, {}), ascend=True)
+    init, step = rules.make_step(model, silent, 0.1)
+    with pytest.raises(ValueError, match="rule 'silent': its metrics must include a 'loss'"):
+        step(init(params), (jnp.zeros((4, 2)), None), jax.random.key(0))
     init, step = rules.make_step(model, rules.oja(layer=3), 0.1)
     with pytest.raises(ValueError, match="oja: layer 3 is out of range for a model of 1 layers"):
         step(init(params), (jnp.zeros((4, 2)), None), jax.random.key(0))

@@ -170,6 +170,9 @@ def make_step(model: Layer, rule: Rule, optimizer: optax.GradientTransformation 
 
     def step(ts: TrainState, batch, key):
         updates, rule_state, metrics = rule.update(model, ts.params, batch, ts.rule_state, key)
+        if "loss" not in metrics:
+            raise ValueError(f"rule {rule.name!r}: its metrics must include a 'loss' (the number "
+                             f"the shared loop watches), got {sorted(metrics)}")
         direction = jax.tree_util.tree_map(jnp.negative, updates) if rule.ascend else updates
         deltas, opt_state = opt.update(direction, ts.opt_state, ts.params)
         params = optax.apply_updates(ts.params, deltas)
