@@ -22,7 +22,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxnn.core import Layer, fail
+from jaxnn.core import AnyLayer, Layer, StatefulLayer, fail, is_stateful
 
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -34,11 +34,12 @@ def cast_floating(tree, dtype):
     return jax.tree.map(cast, tree)
 
 
-def mixed_precision(model: Layer, compute_dtype=jnp.bfloat16) -> Layer:
+def mixed_precision(model: AnyLayer, compute_dtype=jnp.bfloat16) -> AnyLayer:
     """`model` computing in `compute_dtype` ("bfloat16" or a dtype); params, input and output f32.
 
     See the module docstring for the three formulas. The residuals kept for `backward` are in
-    `compute_dtype` (half the memory of float32 for bfloat16).
+    `compute_dtype` (half the memory of float32 for bfloat16). A stateful model's state (e.g.
+    BatchNorm's running statistics) is cast down for the call and its new state back up.
     """
     if isinstance(compute_dtype, str):
         if compute_dtype not in COMPUTE_DTYPES:
@@ -69,7 +70,26 @@ def mixed_precision(model: Layer, compute_dtype=jnp.bfloat16) -> Layer:
         dparams = jax.tree.map(lambda d, p: d.astype(p.dtype), dparams, params)
         return dparams, dx.astype(x_token.dtype)
 
-    return Layer(name, init, forward, backward, apply)
+    if not is_stateful(model):
+        return Layer(name, init, forward, backward, apply)
+
+    def like(new_state, state):
+        return jax.tree.map(lambda n, s: n.astype(s.dtype), new_state, state)
+
+    def forward_s(params, state, x, *, key=None, train):
+        y, residuals, new_state = model.forward(
+            cast_floating(params, compute_dtype), cast_floating(state, compute_dtype),
+            x.astype(compute_dtype), key=key, train=train)
+        return (y.astype(x.dtype), (residuals, jnp.zeros((0,), x.dtype)),
+                like(new_state, state))
+
+    def apply_s(params, state, x, *, key=None, train):
+        y, new_state = model.apply(cast_floating(params, compute_dtype),
+                                   cast_floating(state, compute_dtype), x.astype(compute_dtype),
+                                   key=key, train=train)
+        return y.astype(x.dtype), like(new_state, state)
+
+    return StatefulLayer(name, init, forward_s, backward, apply_s)
 
 
 __all__ = ["COMPUTE_DTYPES", "cast_floating", "mixed_precision"]

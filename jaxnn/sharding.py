@@ -34,7 +34,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxnn import backprop, training
-from jaxnn.core import Layer
+from jaxnn.core import AnyLayer, Layer, is_stateful
 from jaxnn.distributed import Pacer, needs_pacing
 from jaxnn.losses import Loss
 from jaxnn.precision import mixed_precision
@@ -144,6 +144,9 @@ def put(tree, shardings):
     def one(leaf, sharding):
         if isinstance(leaf, jax.Array) and leaf.sharding == sharding:
             return leaf
+        if jax.dtypes.issubdtype(getattr(leaf, "dtype", None), jax.dtypes.prng_key):
+            return jax.random.wrap_key_data(one(jax.random.key_data(leaf), sharding),
+                                            impl=jax.random.key_impl(leaf))
         host = np.asarray(leaf)
         return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
     return jax.tree.map(one, tree, shardings)
@@ -159,7 +162,7 @@ def to_host(tree):
     return jax.tree.map(one, tree)
 
 
-def _model(model: Layer, compute_dtype) -> Layer:
+def _model(model: AnyLayer, compute_dtype) -> AnyLayer:
     return model if compute_dtype is None else mixed_precision(model, compute_dtype)
 
 
@@ -200,10 +203,12 @@ def state_shardings(mesh: Mesh, params=None, optimizer: optax.GradientTransforma
     return tree_shardings(params, mesh, rule), tree_shardings(opt_shape, mesh, rule)
 
 
-def train_step(model: Layer, loss: Loss, optimizer: optax.GradientTransformation,
+def train_step(model: AnyLayer, loss: Loss, optimizer: optax.GradientTransformation,
                method: str = "autodiff", *, mesh: Mesh, params=None, rule: Rule | None = None,
                compute_dtype=None, donate: bool = True, pace: bool | None = None) -> Callable:
-    """`jaxnn.train_step` on the mesh: (params, opt_state, x, y) -> (params, opt_state, metrics).
+    """`jaxnn.train_step` on the mesh: (params, opt_state, x, y) -> (params, opt_state, metrics),
+    or for a stateful model (params, state, opt_state, x, y, key) -> (params, state, opt_state,
+    metrics), its state (e.g. BatchNorm statistics, over the global batch) replicated.
 
     x, y: global (N, ...) arrays, N divisible by the device count (numpy arrays are placed by
     jit; `shard_batch` places them without a host round trip). params and opt_state come back
@@ -215,19 +220,28 @@ def train_step(model: Layer, loss: Loss, optimizer: optax.GradientTransformation
     step = training.train_step(_model(model, compute_dtype), loss, optimizer, method, jit=False)
     p_sh, o_sh = state_shardings(mesh, params, optimizer, rule)
     b, rep = batch_sharding(mesh), replicated(mesh)
+    if is_stateful(model):  # (params, model_state, opt_state, x, y, key); the state replicated
+        jitted = jax.jit(step, in_shardings=(p_sh, rep, o_sh, b, b, rep),
+                         out_shardings=(p_sh, rep, o_sh, rep),
+                         donate_argnums=(0, 1, 2) if donate else ())
+        return _checked(jitted, mesh, (3, 4), pace, {0: p_sh, 1: rep, 2: o_sh, 5: rep})
     jitted = jax.jit(step, in_shardings=(p_sh, o_sh, b, b), out_shardings=(p_sh, o_sh, rep),
                      donate_argnums=(0, 1) if donate else ())
     return _checked(jitted, mesh, (2, 3), pace, {0: p_sh, 1: o_sh})
 
 
-def eval_step(model: Layer, loss: Loss | None = None, *, mesh: Mesh, params=None,
+def eval_step(model: AnyLayer, loss: Loss | None = None, *, mesh: Mesh, params=None,
               rule: Rule | None = None, compute_dtype=None, pace: bool | None = None
               ) -> Callable:
-    """`jaxnn.eval_step` on the mesh: (params, x, labels) -> {"correct", "loss"} summed over N."""
+    """`jaxnn.eval_step` on the mesh: (params, x, labels) -> {"correct", "loss"} summed over N;
+    (params, state, x, labels) for a stateful model."""
     step = training.eval_step(_model(model, compute_dtype), loss, jit=False)
     p_sh, _ = state_shardings(mesh, params, None, rule)
-    b = batch_sharding(mesh)
-    jitted = jax.jit(step, in_shardings=(p_sh, b, b), out_shardings=replicated(mesh))
+    b, rep = batch_sharding(mesh), replicated(mesh)
+    if is_stateful(model):  # (params, model_state, x, labels)
+        jitted = jax.jit(step, in_shardings=(p_sh, rep, b, b), out_shardings=rep)
+        return _checked(jitted, mesh, (2, 3), pace, {0: p_sh, 1: rep})
+    jitted = jax.jit(step, in_shardings=(p_sh, b, b), out_shardings=rep)
     return _checked(jitted, mesh, (1, 2), pace, {0: p_sh})
 
 
@@ -243,6 +257,9 @@ def shard_map_train_step(model: Layer, loss: Loss, optimizer: optax.GradientTran
         W, s     = optimizer step on g                    (identical on every device)
     Same signature and results as `train_step` with replicated params.
     """
+    if is_stateful(model):
+        raise ShardingError(f"shard_map_train_step takes a plain model; {model.name} is stateful "
+                            f"(use train_step)")
     axis = mesh.axis_names[0]
     grad_fn = backprop.value_and_grad(_model(model, compute_dtype), loss, method, jit=False)
 

@@ -3,8 +3,9 @@
 STEPS SGD steps on a fixed global batch of 16: `sharding.train_step` (XLA's all-reduce) with
 autodiff on D = 1, 2, 4, 8 devices, `sharding.shard_map_train_step` (explicit psum) with the
 hand-written backward on D = 1, 2, 4, 8, each with the other method on D = 8, and params split
-by `shard_largest_axis` on D = 8; for each, the largest difference from the unsharded
-single-device `jaxnn.train_step` with the same method. Also the error for a batch of 12.
+by `shard_largest_axis` on D = 8, and a stateful model (BatchNorm over the global batch,
+Dropout) on D = 4; for each, the largest difference from the unsharded single-device
+`jaxnn.train_step` with the same method. Also the error for a batch of 12.
 """
 
 import json
@@ -16,7 +17,7 @@ import optax
 
 import jaxnn
 from jaxnn import losses, sharding
-from jaxnn.layers import Conv2D, Dense, Flatten, MaxPool, Relu
+from jaxnn.layers import BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool, Relu
 
 STEPS, BATCH = 3, 16
 METHODS = ("autodiff", "manual")
@@ -35,6 +36,13 @@ def run(step, params, opt, x, y, place=None):
         params, opt_state, _ = step(params, opt_state, x, y)
         jax.block_until_ready(params)
     return sharding.to_host(params)
+
+
+def run_stateful(step, params, state, opt, x, y):
+    opt_state = opt.init(params)
+    for i in range(STEPS):
+        params, state, opt_state, _ = step(params, state, opt_state, x, y, jax.random.key(i))
+    return sharding.to_host((params, state))
 
 
 def main():
@@ -64,6 +72,14 @@ def main():
                  place=lambda p, s: (sharding.put(p, p_sh), sharding.put(s, o_sh)))
     report["diffs"]["rule-sharded autodiff D=8"] = max_diff(got, ref["autodiff"])
     report["split leaves"] = sum(len(s.spec) > 0 for s in jax.tree.leaves(p_sh))
+    bn = jaxnn.serial(Conv2D(4, 3, padding="SAME"), BatchNorm(), Relu(), MaxPool(2), Flatten(),
+                      Dropout(0.2), Dense(10))
+    _, p_bn, s_bn = bn.init(jax.random.key(0), (-1, 8, 8, 1))
+    p_bn, s_bn = jax.tree.map(np.asarray, (p_bn, s_bn))
+    ref_bn = run_stateful(jaxnn.train_step(bn, loss, opt, "manual"), p_bn, s_bn, opt, x, y)
+    got = run_stateful(sharding.train_step(bn, loss, opt, "manual", mesh=sharding.make_mesh(4)),
+                       p_bn, s_bn, opt, x, y)
+    report["diffs"]["stateful (BatchNorm, Dropout) manual D=4"] = max_diff(got, ref_bn)
     step = sharding.train_step(model, loss, opt, mesh=sharding.make_mesh(8))
     try:
         step(params, opt.init(params), x[:12], y[:12])

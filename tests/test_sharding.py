@@ -42,7 +42,7 @@ def test_one_two_four_eight_devices_agree_for_both_methods():
     proc = run_child([str(ROOT / "tests" / "_sharding_child.py")], devices=8)
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report["devices"] == 8
-    assert len(report["diffs"]) == 11
+    assert len(report["diffs"]) == 12
     bad = {k: v for k, v in report["diffs"].items() if not v <= TOLERANCE}
     assert not bad, bad
     assert report["split leaves"] == 2
