@@ -63,6 +63,7 @@ class LoopConfig:
     seed: int = 0
     resume: bool = False
     progress: bool = True
+    write: bool = True  # False: read (resume) but write nothing, as processes > 0 do
     plots: bool = True
     keep_checkpoints: int = 2
     on_nan: str = "stop"
@@ -206,8 +207,9 @@ def run(config: LoopConfig, *, init: Callable[[], Any],
         times["checkpoint"] += time.perf_counter() - t0
         rows = read_metrics(out / "metrics.csv", start_epoch)
         print(f"resumed from {ckpt.directory} at epoch {start_epoch}", flush=True)
-    write_atomic(out / "config.json", json.dumps(
-        {"loop": dataclasses.asdict(config), **(config_dict or {})}, indent=2, default=str) + "\n")
+    if config.write:
+        write_atomic(out / "config.json", json.dumps(
+            {"loop": dataclasses.asdict(config), **(config_dict or {})}, indent=2, default=str) + "\n")
 
     base_key = jax.random.key(config.seed)
     guarded = guard_step(step) if hasattr(step, "lower") else None
@@ -255,16 +257,18 @@ def run(config: LoopConfig, *, init: Callable[[], Any],
                      "epoch_seconds": epoch_seconds, "steps_per_second": n_steps / epoch_seconds})
         # Metrics first: after a crash between the two writes, resuming drops the rows past
         # the last checkpoint and recomputes them.
-        write_metrics(out / "metrics.csv", rows)
+        if config.write:
+            write_metrics(out / "metrics.csv", rows)
         t0 = time.perf_counter()
-        ckpt.save(epoch, state)
+        if config.write:
+            ckpt.save(epoch, state)
         times["checkpoint"] += time.perf_counter() - t0
         shown = "  ".join(f"{k} {v:.4f}" for k, v in rows[-1].items()
                           if k != "epoch" and isinstance(v, float) and not k.startswith(("dx_", "dw_")))
         print(f"{name} epoch {epoch:3d}  {shown}", flush=True)
     ckpt.close()
 
-    if config.plots and rows and plots is not None:
+    if config.plots and config.write and rows and plots is not None:
         t0 = time.perf_counter()
         plots(state, rows, out / "plots")
         times["plots"] = time.perf_counter() - t0
@@ -274,7 +278,8 @@ def run(config: LoopConfig, *, init: Callable[[], Any],
                "epochs_run_now": config.epochs - start_epoch, "seconds": times,
                "compile_seconds": times["compile"], "train_seconds": sum(r["epoch_seconds"] for r in rows),
                "machine": machine(), **(summarize(state) if summarize is not None else {})}
-    write_atomic(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
+    if config.write:
+        write_atomic(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
     return summary
 
 

@@ -4,6 +4,8 @@
     python -m experiments.train_lenet --variant classic --grad manual --seed 1
     python -m experiments.train_lenet --variant bn         # BatchNorm + Dropout (stateful)
     python -m experiments.train_lenet --out runs/x --resume  # continue an interrupted run
+    python -m experiments.train_lenet --devices 2 --precision bf16   # 2 devices, bf16 compute
+    python -m experiments.launch -n 2 -- python -m experiments.train_lenet --out runs/mp
 
 Runs on the shared loop (experiments/loop.py), which writes to --out: metrics.csv (one row per
 epoch, including each layer's gradient norms ‖dC/dX_i‖ and ‖dC/dW_i‖ on a fixed batch),
@@ -26,6 +28,7 @@ import numpy as np
 import optax
 
 import jaxnn
+from experiments import scaling
 from experiments.loop import ArgumentParser, LoopConfig, UsageError, cli_main, run
 from jaxnn import data as jdata
 from jaxnn.models import LENET5_ALL_VARIANTS, lenet5, lenet5_stages
@@ -53,6 +56,11 @@ class Config:
     test_subset: int | None = None
     eval_batch_size: int = 125
     eval_train: bool = True
+    devices: int | None = None         # the scaling options: see experiments/scaling.py
+    coordinator: str | None = None
+    num_processes: int | None = None
+    process_id: int | None = None
+    precision: str = "f32"
     plots: bool = True
     progress: bool = True
     resume: bool = False
@@ -82,6 +90,7 @@ class Config:
             raise UsageError(f"--max-shift must be >= 0, got {self.max_shift}")
         if not (self.learning_rate > 0 and np.isfinite(self.learning_rate)):
             raise UsageError(f"--lr must be a positive number, got {self.learning_rate}")
+        scaling.validate(self)
         self.loop().validate()
         return self
 
@@ -111,8 +120,8 @@ class EpochBatches:
     """The batches of one epoch: a permutation and per-image shifts that depend only on
     (seed, epoch); the ragged last batch is dropped so the step compiles once."""
 
-    def __init__(self, config: Config, images, labels, epoch: int):
-        self.config, self.images, self.labels = config, images, labels
+    def __init__(self, config: Config, images, labels, epoch: int, scale=None):
+        self.config, self.images, self.labels, self.scale = config, images, labels, scale
         self.order = jdata.epoch_permutation(len(images), config.seed, epoch)
         self.shifts = jdata.epoch_shifts(len(images), config.seed, epoch, config.max_shift)
         self.background = float(jdata.normalize(np.zeros(1, np.uint8))[0])
@@ -123,23 +132,30 @@ class EpochBatches:
     def __iter__(self):
         b = self.config.batch_size
         for i in range(len(self)):
-            idx = self.order[i * b:(i + 1) * b]
+            rows = np.arange(i * b, (i + 1) * b)
+            if self.scale is not None:  # this process's rows only, then the global batch
+                rows = self.scale.local(rows)
+            idx = self.order[rows]
             x = self.images[idx]
             if self.config.max_shift:
-                x = jdata.shift_images(x, self.shifts[i * b:(i + 1) * b], self.background)
-            yield x, self.labels[idx]
+                x = jdata.shift_images(x, self.shifts[rows], self.background)
+            yield (x, self.labels[idx]) if self.scale is None else self.scale.batch(x, self.labels[idx])
 
 
-def make_step(model, loss, optimizer, grad: str):
-    """(state, (x, y), key) -> (state, {"loss"}): the library's train step on a state dict."""
-    train = jaxnn.train_step(model, loss, optimizer, grad, jit=False)
+def make_step(model, loss, optimizer, grad: str, scale=None):
+    """(state, (x, y), key) -> (state, {"loss"}): the library's train step on a state dict;
+    with `scale`, `jaxnn.sharding.train_step` on its mesh (already compiled and paced)."""
+    if scale is not None:
+        train = scale.train_step(model, loss, optimizer, grad)
+    else:
+        train = jaxnn.train_step(model, loss, optimizer, grad, jit=False)
 
     def step(state, batch, key):
         params, model_state, opt_state, metrics = train(
             state["params"], state["model_state"], state["opt_state"], *batch, key)
         return {"params": params, "model_state": model_state, "opt_state": opt_state}, metrics
 
-    return jax.jit(step, donate_argnums=0)
+    return step if scale is not None else jax.jit(step, donate_argnums=0)
 
 
 def evaluate_in_batches(eval_fn, state, images, labels, batch_size):
@@ -190,6 +206,9 @@ def train_and_evaluate(config: Config, data=None) -> dict:
     read from the IDX files when omitted.
     """
     config.validate()
+    scale = scaling.setup(config) if scaling.wanted(config) else None
+    if scale is not None:
+        scale.check_batch("--batch-size", config.batch_size)
     (x_train, y_train), (x_test, y_test) = data if data is not None else load_data(config)
     steps_per_epoch = len(x_train) // config.batch_size
     if steps_per_epoch == 0:
@@ -205,12 +224,17 @@ def train_and_evaluate(config: Config, data=None) -> dict:
         return {"params": params, "model_state": model_state, "opt_state": optimizer.init(params)}
 
     def plots(state, rows, out):
-        _plot(config, model, stages, state, rows, x_test, y_test, out)
+        _plot(config, model, stages, scaling.local_copy(state), rows, x_test, y_test, out)
 
-    return run(config.loop(), init=init, step=make_step(model, loss, optimizer, config.grad),
-               batches=lambda epoch: EpochBatches(config, x_train, y_train, epoch),
-               evaluate=make_evaluate(config, model, loss, [n for n, _ in stages],
-                                      (x_train, y_train), (x_test, y_test)),
+    evaluate = make_evaluate(config, model, loss, [n for n, _ in stages], (x_train, y_train),
+                             (x_test, y_test))
+    loop_config = config.loop()
+    if scale is not None:  # every process evaluates its local copy; only process 0 writes
+        loop_config = dataclasses.replace(loop_config, write=scale.is_main,
+                                          progress=config.progress and scale.is_main)
+    return run(loop_config, init=init, step=make_step(model, loss, optimizer, config.grad, scale),
+               batches=lambda epoch: EpochBatches(config, x_train, y_train, epoch, scale),
+               evaluate=lambda state, epoch: evaluate(scaling.local_copy(state), epoch),
                plots=plots, config_dict=dataclasses.asdict(config), name=f"lenet5-{config.variant}",
                summarize=lambda state: {"num_params": int(sum(
                    p.size for p in jax.tree.leaves(state["params"])))})
@@ -287,6 +311,7 @@ def parse_args(argv=None) -> Config:
     p.add_argument("--out", default=None, help="default: runs/lenet5-VARIANT-GRAD-seedSEED")
     p.add_argument("--train-subset", type=int, default=None, help="use the first N training images")
     p.add_argument("--test-subset", type=int, default=None)
+    scaling.add_arguments(p)
     p.add_argument("--eval-batch-size", type=int, default=defaults.eval_batch_size)
     p.add_argument("--no-eval-train", dest="eval_train", action="store_false",
                    help="skip the training-set accuracy after each epoch")
