@@ -1,0 +1,235 @@
+"""Training the rate network: steps per second and peak memory against the sequence length,
+jaxnn's hand-written BPTT and autodiff side by side with the same network in PyTorch.
+
+    python -m benchmarks.rnn --out runs/bench_rnn [--lengths 50,100,200,500,1000]
+
+The network everywhere: H units, Dale's law (80 % excitatory, w ≥ 0 through a rectifier,
+sign per presynaptic unit), α = dt/τ = 0.2, tanh rates, recurrent noise σ = 0.05, readout
+to 3 classes, masked cross-entropy at every step, Adam(1e-3), batch B of random inputs.
+PyTorch is written as neurogym's and PsychRNN-style examples write it: an `nn.Module` whose
+forward loops over time steps in Python, `torch.randn` noise per step, `loss.backward()`.
+
+Timing: one process, the contenders take turns (A B C A B C ...) for `--repeats` rounds of
+`--steps` steps each, after a first (compiling) call; medians and ratios to PyTorch.
+Peak memory: each contender and length in a fresh process: after a first step, the peak
+resident set size during three steps minus the resident size before them (noisy: a few MiB);
+for jaxnn also XLA's own figure, the compiled step's temporary buffers (memory_analysis).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from benchmarks.machine import loadavg, machine, now, versions
+
+CONTENDERS = ("jaxnn manual", "jaxnn autodiff", "pytorch")
+HIDDEN, BATCH, N_IN, N_OUT, ALPHA, NOISE, EXC = 128, 64, 3, 3, 0.2, 0.05, 0.8
+
+
+def _data(T):
+    import numpy as np
+    rng = np.random.default_rng(0)
+    return (rng.standard_normal((BATCH, T, N_IN)).astype(np.float32),
+            rng.integers(0, N_OUT, (BATCH, T)).astype(np.int32), np.ones((BATCH, T), np.float32))
+
+
+def make_jaxnn(method, T, threads):
+    """A step () -> loss for jaxnn.train_step on a fixed batch of length T."""
+    import jax
+    import optax
+
+    import jaxnn as nn
+    from jaxnn import tasks
+    from jaxnn.layers.recurrent import RateRNN
+
+    layer = RateRNN(HIDDEN, N_OUT, tau=100.0, dt=100.0 * ALPHA, noise=NOISE, dale=True,
+                    exc_fraction=EXC)
+    _, params, state = layer.init(jax.random.key(0), (BATCH, T, N_IN))
+    opt = optax.adam(1e-3)
+    step = nn.train_step(layer, tasks.masked_cross_entropy(), opt, method)
+    x, labels, weight = (jax.device_put(a) for a in _data(T))
+    box = {"s": (params, state, opt.init(params)), "i": 0}
+
+    def run():
+        box["i"] += 1
+        p, s, o, m = step(*box["s"], x, (labels, weight), jax.random.key(box["i"]))
+        box["s"] = (p, s, o)
+        return float(m["loss"])
+
+    memory = step.lower(*box["s"], x, (labels, weight), jax.random.key(0)).compile().memory_analysis()
+    run.xla_temp_mib = memory.temp_size_in_bytes / 2 ** 20
+    return run
+
+
+def make_pytorch(T, threads):
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    n_exc = int(round(EXC * HIDDEN))
+
+    class EIRNN(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.input2h = torch.nn.Linear(N_IN, HIDDEN)
+            self.h2h = torch.nn.Parameter(torch.rand(HIDDEN, HIDDEN) / HIDDEN ** 0.5)
+            sign = torch.ones(HIDDEN)
+            sign[n_exc:] = -1
+            self.register_buffer("sign", sign[:, None])
+            self.fc = torch.nn.Linear(HIDDEN, N_OUT)
+
+        def forward(self, x):  # x: (T, B, in), time-major as in neurogym
+            w = torch.relu(self.h2h) * self.sign
+            f = torch.zeros(x.shape[1], HIDDEN)
+            rates = []
+            for t in range(x.shape[0]):
+                h = torch.tanh(f @ w + self.input2h(x[t]))
+                f = (1 - ALPHA) * f + ALPHA * h + (2 * ALPHA) ** 0.5 * NOISE * torch.randn_like(f)
+                rates.append(f)
+            return self.fc(torch.stack(rates, 0))
+
+    net = EIRNN()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    criterion = torch.nn.CrossEntropyLoss()
+    x, labels, _ = _data(T)
+    x = torch.from_numpy(np.ascontiguousarray(x.transpose(1, 0, 2)))
+    labels = torch.from_numpy(labels.T.astype(np.int64))
+
+    def run():
+        opt.zero_grad()
+        y = net(x)
+        loss = criterion(y.reshape(-1, N_OUT), labels.reshape(-1))
+        loss.backward()
+        opt.step()
+        return float(loss.detach())
+
+    return run
+
+
+def make(name, T, threads):
+    return make_pytorch(T, threads) if name == "pytorch" else make_jaxnn(name.split()[1], T, threads)
+
+
+def time_length(T, steps, repeats, threads):
+    """Alternating rounds in this process -> {contender: {median, values, compile_s}}."""
+    runs, out = {}, {}
+    for name in CONTENDERS:
+        run = make(name, T, threads)
+        t = time.perf_counter()
+        run()
+        runs[name], out[name] = run, {"first_call_s": time.perf_counter() - t, "values": [],
+                                      "xla_temp_mib": getattr(run, "xla_temp_mib", None)}
+    for _ in range(repeats):
+        for name in CONTENDERS:
+            t = time.perf_counter()
+            for _ in range(steps):
+                runs[name]()
+            out[name]["values"].append(steps / (time.perf_counter() - t))
+    for name in CONTENDERS:
+        out[name]["steps_per_s"] = statistics.median(out[name]["values"])
+    return out
+
+
+def peak_memory_child(name, T, threads):
+    """In a fresh process: after one (compiling) step, the peak resident set size over three
+    steps, sampled every 0.5 ms, minus the resident size before them (MiB)."""
+    rss = lambda: int(Path("/proc/self/statm").read_text().split()[1]) * 4096  # noqa: E731
+    run = make(name, T, threads)
+    run()
+    before = rss()
+    peak, done = [before], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], rss())
+            time.sleep(5e-4)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    for _ in range(3):
+        run()
+    done.set()
+    sampler.join()
+    print(json.dumps({"peak_mib": (peak[0] - before) / 2 ** 20}))
+
+
+def peak_memory(name, T, threads):
+    """Run `peak_memory_child` in a fresh process; large blocks are mmapped (and returned to
+    the system when freed) so the peak of a step is not hidden by memory kept from the last."""
+    cmd = [sys.executable, "-m", "benchmarks.rnn", "--memory-child", name, "--lengths", str(T),
+           "--torch-threads", str(threads)]
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
+    return json.loads(out.stdout.strip().splitlines()[-1])["peak_mib"]
+
+
+def markdown(result):
+    m = result["machine"]
+    lines = [f"Rate network training step (H={HIDDEN}, batch {BATCH}, Dale's law, noise) — "
+             f"{result['date']}; {m['cpu']}, {m['cores']} cores, load {m['load_before']} → "
+             f"{m['load_after']}; torch threads {result['torch_threads']}; median of "
+             f"{result['repeats']} alternating rounds of {result['steps']} steps.", "",
+             "| T | " + " | ".join(f"{c} steps/s" for c in CONTENDERS) +
+             " | manual ÷ pytorch | autodiff ÷ pytorch | " +
+             " | ".join(f"{c} peak MiB" for c in CONTENDERS) + " | XLA temp MiB manual / autodiff |",
+             "|---" * (2 * len(CONTENDERS) + 4) + "|"]
+    for row in result["rows"]:
+        sps = [row["timing"][c]["steps_per_s"] for c in CONTENDERS]
+        mem = [row.get("peak_mib", {}).get(c) for c in CONTENDERS]
+        lines.append(f"| {row['T']} | " + " | ".join(f"{v:.1f}" for v in sps) +
+                     f" | {sps[0] / sps[2]:.2f}× | {sps[1] / sps[2]:.2f}× | " +
+                     " | ".join("–" if v is None else f"{v:.0f}" for v in mem) +
+                     f" | {row['timing'][CONTENDERS[0]]['xla_temp_mib']:.1f} / "
+                     f"{row['timing'][CONTENDERS[1]]['xla_temp_mib']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="benchmarks.rnn", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default="runs/bench_rnn")
+    ap.add_argument("--lengths", default="50,100,200,500,1000")
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--torch-threads", type=int, default=1)
+    ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--memory-child", choices=CONTENDERS, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    try:
+        lengths = [int(v) for v in args.lengths.split(",")]
+    except ValueError:
+        ap.error(f"--lengths must be comma-separated integers, got {args.lengths!r}")
+    if not lengths or min(lengths) < 1 or args.steps < 1 or args.repeats < 1:
+        ap.error("--lengths, --steps and --repeats must be positive")
+    if args.memory_child:
+        return peak_memory_child(args.memory_child, lengths[0], args.torch_threads)
+    result = {"benchmark": "rate-rnn-train", "date": now(), "versions": versions(),
+              "load_before": loadavg(),
+              "torch_threads": args.torch_threads, "steps": args.steps, "repeats": args.repeats,
+              "rows": []}
+    for T in lengths:
+        row = {"T": T, "timing": time_length(T, args.steps, args.repeats, args.torch_threads)}
+        if not args.no_memory:
+            row["peak_mib"] = {c: peak_memory(c, T, args.torch_threads) for c in CONTENDERS}
+        result["rows"].append(row)
+        print(T, {c: round(row["timing"][c]["steps_per_s"], 2) for c in CONTENDERS},
+              row.get("peak_mib"), flush=True)
+    result["machine"] = machine(result.pop("load_before"))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "rnn.json").write_text(json.dumps(result, indent=2))
+    (out / "rnn.md").write_text(markdown(result))
+    print(markdown(result), flush=True)
+    return result
+
+
+if __name__ == "__main__":
+    main()
