@@ -125,7 +125,9 @@ def gather(cfg: Config, results: dict) -> dict:
         return {"runs": runs, "solved_threshold": SOLVED,
                 "episodes_to_solve": _stats([r["episodes_to_solve"] for r in runs.values()])}
     runs = {label: {"method": r["method"], "trials_to_criterion": r["trials_to_criterion"],
-                    "final_held_out_correct": r["final_held_out_correct"], "seconds": _seconds(r)}
+                    "final_held_out_correct": r["final_held_out_correct"],
+                    "held_out_correct_last_50_updates": r["held_out_correct_last_50_updates"],
+                    "seconds": _seconds(r)}
             for label, r in results.items()}
     per_method = {m: _stats([r["trials_to_criterion"] for r in runs.values() if r["method"] == m])
                   for m in METHODS}
@@ -144,7 +146,8 @@ def plot(cfg: Config, results: dict, path: Path) -> Path:
         return reinforce_plots.cartpole_curves(runs, SOLVED, path)
     runs = {m: [{**r["curves"], "trials_to_criterion": r["trials_to_criterion"]}
                 for r in results.values() if r["method"] == m] for m in METHODS}
-    return reinforce_plots.decision_curves(runs, next(iter(results.values()))["goal"], path)
+    return reinforce_plots.decision_curves(runs, next(iter(results.values()))["goal"],
+                                           cfg.options()["criterion_window"], path)
 
 
 def parse_args(argv: list[str] | None) -> Config:

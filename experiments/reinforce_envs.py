@@ -216,8 +216,10 @@ def decision_setup(o: dict, seed: int, method: str) -> dict:
                 "trials_to_criterion": trials_to_criterion(state)}
 
     def summarize(state):
+        perf = history(state)
         return {"method": method, "trials_to_criterion": trials_to_criterion(state),
-                "goal": task.goal, "final_held_out_correct": float(history(state)[-1]),
+                "goal": task.goal, "final_held_out_correct": float(perf[-1]),
+                "held_out_correct_last_50_updates": float(perf[-50:].mean()),
                 "curves": {"held_out_correct": history(state).tolist(), "trials_per_update": batch}}
 
     return dict(init=init, step=step, batches=_batches(o["steps"]), evaluate=evaluate,

@@ -55,24 +55,33 @@ def cartpole_curves(runs: dict, solved: float, path: Path) -> Path:
     return _save(plt, fig, path)
 
 
-def decision_curves(runs: dict, goal: float, path: Path) -> Path:
-    """Held-out accuracy against trials seen, one line per seed, a colour per learning rule;
-    dots where a run first reached the criterion."""
-    plt, fig, (ax,) = _figure(1)
+def decision_curves(runs: dict, goal: float, window: int, path: Path) -> Path:
+    """Left: held-out accuracy (mean of the last `window` updates, the criterion's measure)
+    against trials, one line per seed, a colour per learning rule. Right: trials to
+    criterion per seed, and the median."""
+    plt, fig, (ax, ax_n) = _figure(2)
     colours = {"supervised": "tab:blue", "reinforce": "tab:red"}
-    for method, seeds in runs.items():
+    labels = {"supervised": "supervised BPTT", "reinforce": "REINFORCE (reward only)"}
+    for j, (method, seeds) in enumerate(runs.items()):
         for i, run in enumerate(seeds):
             perf = np.asarray(run["held_out_correct"])
-            trials = np.arange(1, len(perf) + 1) * run["trials_per_update"]
-            label = {"supervised": "supervised BPTT", "reinforce": "REINFORCE (reward only)"}[method]
-            ax.plot(trials, perf, color=colours[method], lw=0.8, alpha=0.8,
-                    label=label if i == 0 else None)
-            if run["trials_to_criterion"] > 0:
-                ax.plot(run["trials_to_criterion"], goal, "o", color=colours[method], ms=4)
+            if len(perf) >= window:
+                smooth = np.convolve(perf, np.ones(window) / window, mode="valid")
+                trials = np.arange(window, len(perf) + 1) * run["trials_per_update"]
+                ax.plot(trials, smooth, color=colours[method], lw=0.8, alpha=0.8,
+                        label=labels[method] if i == 0 else None)
+        reached = [r["trials_to_criterion"] for r in seeds if r["trials_to_criterion"] > 0]
+        ax_n.plot(np.full(len(reached), j) + np.linspace(-0.1, 0.1, len(reached)), reached, "o",
+                  color=colours[method])
+        if reached:
+            ax_n.hlines(np.median(reached), j - 0.25, j + 0.25, color=colours[method])
     ax.axhline(goal, color="k", ls="--", lw=0.8)
-    ax.set(xlabel="training trials", ylabel="held-out fraction correct (c ≠ 0)", xscale="log",
+    ax.set(xlabel="training trials", ylabel=f"held-out fraction correct (c ≠ 0), mean of {window}",
            title="Perceptual decision, same RateRNN")
     ax.legend(fontsize=8)
+    ax_n.set_xticks(range(len(runs)), [labels[m] for m in runs])
+    ax_n.set(xlim=(-0.6, len(runs) - 0.4), ylim=(0, None), ylabel=f"trials to {goal:.0%}",
+             title="per seed; bar = median")
     return _save(plt, fig, path)
 
 
