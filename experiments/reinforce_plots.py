@@ -65,11 +65,11 @@ def decision_curves(runs: dict, goal: float, window: int, path: Path) -> Path:
     for j, (method, seeds) in enumerate(runs.items()):
         for i, run in enumerate(seeds):
             perf = np.asarray(run["held_out_correct"])
-            if len(perf) >= window:
-                smooth = np.convolve(perf, np.ones(window) / window, mode="valid")
-                trials = np.arange(window, len(perf) + 1) * run["trials_per_update"]
-                ax.plot(trials, smooth, color=colours[method], lw=0.8, alpha=0.8,
-                        label=labels[method] if i == 0 else None)
+            w = min(window, len(perf))
+            smooth = np.convolve(perf, np.ones(w) / w, mode="valid")
+            trials = np.arange(w, len(perf) + 1) * run["trials_per_update"]
+            ax.plot(trials, smooth, color=colours[method], lw=0.8, alpha=0.8,
+                    label=labels[method] if i == 0 else None)
         reached = [r["trials_to_criterion"] for r in seeds if r["trials_to_criterion"] > 0]
         ax_n.plot(np.full(len(reached), j) + np.linspace(-0.1, 0.1, len(reached)), reached, "o",
                   color=colours[method])
