@@ -41,8 +41,7 @@ def _batch(n=3):
 def test_flax_nnx_block_as_a_jaxnn_layer():
     block = interop.from_nnx(FlaxLeNetBlock)
     assert block.name == "FlaxNNX(FlaxLeNetBlock)[backward=jax.vjp]"
-    model = nn.serial(block, nn.Flatten(), nn.Dense(120), nn.Relu(), nn.Dense(84), nn.Relu(),
-                      nn.Dense(10))
+    model = nn.serial(block, nn.Flatten(), nn.Dense(10))
     out_shape, params = model.init(jax.random.key(0), (-1, 28, 28, 1))
     assert out_shape == (-1, 10)
     x, y = _batch()
@@ -76,15 +75,13 @@ def test_jaxnn_block_as_a_flax_nnx_module_keeps_its_hand_written_backward():
 def test_linen_both_ways():
     dense = interop.from_linen(linen.Dense(4))
     assert dense.name == "FlaxLinen(Dense)[backward=jax.vjp]"
-    model = nn.serial(nn.Flatten(), dense, nn.Tanh(), nn.Dense(10))
-    _, params = model.init(jax.random.key(0), (-1, 6, 6, 1))
-    x, y = _batch()
-    assert_manual_equals_autodiff(model, params, x[:, :6, :6], y, rtol=1e-5)
-    report = compare.compare_layer(dense, params[1], jnp.ones((2, 36)), key=jax.random.key(2),
+    _, params = dense.init(jax.random.key(0), (-1, 36))
+    report = compare.compare_layer(dense, params, jnp.ones((2, 36)), key=jax.random.key(2),
                                    methods=("manual", "reverse"))
     assert report["agree"] and report["case"] == "FlaxLinen(Dense)[backward=jax.vjp]"
 
     module = interop.to_linen(_jaxnn_block())
+    x, _ = _batch()
     variables = module.init(jax.random.key(0), x)
     assert module.apply(variables, x).shape == (3, 5, 5, 16)
     g_manual = jax.grad(lambda v: module.apply(v, x).sum())(variables)
