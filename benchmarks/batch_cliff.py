@@ -12,6 +12,10 @@
    ops ranked by their time at the largest batch. The compiled programs differ only in shapes
    for the heavy ops (same fusions, same convolution and dot instructions), so an op whose cost
    per image rises does so for its operands' size, not for a different algorithm.
+3. Page faults (`--op-batches`): minor page faults per image per call (`resource.getrusage`)
+   and wall µs per image of the training and evaluation steps, whole batch against
+   `microbatch="auto"`, alternating, medians: a program whose buffers are mapped anew on every
+   call pays a kernel trap per 4 KiB page it touches first.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ def parse_args(argv=None):
     ap.add_argument("--repeats", type=int, default=5, help="alternating repeats (default 5)")
     ap.add_argument("--images", type=int, default=1024, help="images per timing (default 1024)")
     ap.add_argument("--top", type=int, default=12, help="rows of each per-op table (default 12)")
+    ap.add_argument("--no-layers", dest="layers", action="store_false", help="skip the per-layer table")
     ap.add_argument("--no-ops", dest="ops", action="store_false", help="skip the per-op traces")
     ap.add_argument("--out", default="runs/cliff", help="trace directory (default runs/cliff)")
     args = ap.parse_args(argv)
@@ -102,6 +107,45 @@ def op_tables(batches, images, out):
     return result
 
 
+def fault_table(batches, repeats, images):
+    """[(kind, batch, microbatch, faults per image per call, wall µs per image)], medians."""
+    import resource
+
+    import jax
+    import optax
+
+    import jaxnn
+    from jaxnn import losses
+    from jaxnn.models import LENET5_INPUT_SHAPE, lenet5
+
+    model, loss, opt = lenet5("modern"), losses.softmax_cross_entropy(), optax.adam(1e-3)
+    _, params = model.init(jax.random.key(0), LENET5_INPUT_SHAPE)
+    calls = {}
+    for n in batches:
+        x = jax.random.normal(jax.random.key(1), (n, 28, 28, 1))
+        y = jax.random.randint(jax.random.key(2), (n,), 0, 10)
+        for chunks in (None, "auto"):
+            train = jaxnn.train_step(model, loss, opt, microbatch=chunks, donate=False)
+            evaluate = jaxnn.eval_step(model, loss, microbatch=chunks)
+            opt_state = opt.init(params)
+            calls["train", n, chunks] = lambda f=train, s=opt_state, x=x, y=y: f(params, s, x, y)
+            calls["eval", n, chunks] = lambda f=evaluate, x=x, y=y: f(params, x, y)
+    for fn in calls.values():
+        jax.block_until_ready(fn())
+    faults = {k: [] for k in calls}
+    wall = {k: [] for k in calls}
+    for _ in range(repeats):
+        for key, fn in calls.items():
+            n = key[1]
+            count = max(1, images // n)
+            f0, t = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.perf_counter()
+            for _ in range(count):
+                jax.block_until_ready(fn())
+            wall[key].append((time.perf_counter() - t) / (count * n) * 1e6)
+            faults[key].append((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) / (count * n))
+    return [(*key, statistics.median(faults[key]), statistics.median(wall[key])) for key in calls]
+
+
 def print_layers(names, table, batches):
     head = " | ".join(f"fwd {n}" for n in batches) + " | " + " | ".join(f"f+b {n}" for n in batches)
     print(f"\n## Per layer, wall µs per image (median); load {os.getloadavg()[0]:.1f}\n")
@@ -132,8 +176,14 @@ def print_ops(kind, traces, top):
 def main(argv=None):
     args = parse_args(argv)
     print(f"load average {os.getloadavg()}")
-    names, table = layer_table(args.batches, args.repeats, args.images)
-    print_layers(names, table, args.batches)
+    if args.layers:
+        names, table = layer_table(args.batches, args.repeats, args.images)
+        print_layers(names, table, args.batches)
+    print(f"\n## Page faults per image per call; load {os.getloadavg()[0]:.1f}\n")
+    print("| step | batch | microbatch | minor faults / image | wall µs / image |")
+    print("|---|---|---|---|---|")
+    for kind, n, chunks, faults, wall in fault_table(args.op_batches, args.repeats, args.images):
+        print(f"| {kind} | {n} | {chunks} | {faults:.1f} | {wall:.1f} |")
     if args.ops:
         traces = op_tables(args.op_batches, args.images, args.out)
         for kind in ("train", "eval"):

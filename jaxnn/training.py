@@ -7,11 +7,12 @@ are pure and jit-compiled; everything with side effects (data, logging, checkpoi
 outside them. Optimisers are optax's `GradientTransformation`s.
 
 `microbatch` (None | "auto" | int, default "auto"): a plain model's batch is cut into chunks
-inside the compiled step (`jaxnn.microbatch`), which keeps the cost per image from rising with
-the batch size on XLA:CPU. "auto" splits by shape (LeNet-5: chunks of ≤ 133 images, so batch
-2048 is 16 chunks of 128, batch ≤ 133 stays whole); None never splits; an int sets the chunk
-size. Results equal the whole-batch step's up to float32 rounding. Stateful models are never
-split ("auto" leaves them whole; an int raises ValueError).
+inside the compiled step (`jaxnn.microbatch`). On XLA:CPU this keeps evaluation's cost per
+image flat with the batch size and takes 10–20% off a large training batch (whose compile time
+about doubles: the chunks are unrolled). "auto" splits by shape (LeNet-5: chunks of ≤ 133
+images, so batch 2048 is 16 chunks of 128 and a batch ≤ 133 stays whole); None never splits;
+an int sets the chunk size. Results equal the whole-batch step's up to float32 rounding.
+Stateful models are never split ("auto" leaves them whole; an int raises ValueError).
 """
 
 from __future__ import annotations
