@@ -8,7 +8,7 @@ its arguments.
                   batches=lambda epoch: ...,    # the epoch's batches, a function of (seed, epoch)
                   evaluate=lambda state, epoch: {"test_acc": ...},
                   plots=lambda state, rows, out_dir: ...,
-                  config={...}, name="lenet5")
+                  config_dict={...}, name="lenet5")
 
 Per epoch: the step runs over `batches(epoch)` with key fold_in(fold_in(key(seed), epoch), i)
 for batch i; metrics.csv gets one row (epoch, the mean of each step metric, evaluate's
@@ -42,6 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 START = time.perf_counter()  # import time of this module: the start of the process, near enough
+_STARTUP = None  # set once the first run has booked the process's start-up
 
 
 class UsageError(Exception):
@@ -193,12 +194,17 @@ def run(config: LoopConfig, *, init: Callable[[], Any],
     """
     from jaxnn.checkpoint import Checkpoints
 
+    global _STARTUP
     config.validate()
-    times = {"startup": time.perf_counter() - START, "compile": 0.0, "train": 0.0,
-             "eval": 0.0, "checkpoint": 0.0, "plots": 0.0}
+    t_run = time.perf_counter()
+    startup, _STARTUP = (t_run - START if _STARTUP is None else 0.0), 0.0  # once per process
+    times = {"startup": startup, "compile": 0.0, "train": 0.0, "eval": 0.0, "checkpoint": 0.0,
+             "plots": 0.0}
     out = Path(config.out)
+    if config.resume:
+        _check_same_config(out, config_dict or {})
     out.mkdir(parents=True, exist_ok=True)
-    state = init()
+    state = jax.tree.map(lambda a: a.copy(), init())  # the step may donate it: keep the caller's
     ckpt = Checkpoints(out / "checkpoints", max_to_keep=config.keep_checkpoints)
     start_epoch, rows = 0, []
     if config.resume and ckpt.latest() is not None:
@@ -225,9 +231,18 @@ def run(config: LoopConfig, *, init: Callable[[], Any],
             key = jax.random.fold_in(epoch_key, i)
             if compiled is None:
                 t0 = time.perf_counter()
-                compiled = guarded.lower(state, batch, key).compile() if guarded else step
+                if guarded is not None:
+                    compiled = guarded.lower(state, batch, key).compile()
+                else:  # a step that compiles on its first call: book that call as compile
+                    compiled = step
+                    state, m, *finite = jax.block_until_ready(compiled(state, batch, key))
                 times["compile"] += time.perf_counter() - t0
                 t_epoch += time.perf_counter() - t0
+                if guarded is None:
+                    metrics.append(m)
+                    flags.extend(finite)
+                    n_steps += 1
+                    continue
             state, m, *finite = compiled(state, batch, key)
             metrics.append(m)
             flags.extend(finite)
@@ -266,14 +281,14 @@ def run(config: LoopConfig, *, init: Callable[[], Any],
         shown = "  ".join(f"{k} {v:.4f}" for k, v in rows[-1].items()
                           if k != "epoch" and isinstance(v, float) and not k.startswith(("dx_", "dw_")))
         print(f"{name} epoch {epoch:3d}  {shown}", flush=True)
-    ckpt.close()
 
     if config.plots and config.write and rows and plots is not None:
         t0 = time.perf_counter()
         plots(state, rows, out / "plots")
         times["plots"] = time.perf_counter() - t0
         print(f"plots in {out / 'plots'}", flush=True)
-    times["total"] = time.perf_counter() - START
+    times["total"] = time.perf_counter() - t_run + startup
+    # "seconds": this process; "train_seconds": every epoch of the run, resumed ones included.
     summary = {"config": config_dict or {}, "final": rows[-1] if rows else None,
                "epochs_run_now": config.epochs - start_epoch, "seconds": times,
                "compile_seconds": times["compile"], "train_seconds": sum(r["epoch_seconds"] for r in rows),
@@ -281,6 +296,24 @@ def run(config: LoopConfig, *, init: Callable[[], Any],
     if config.write:
         write_atomic(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
     return summary
+
+
+RESUMABLE_CHANGES = ("resume", "progress", "plots", "data_dir", "out")
+
+
+def _check_same_config(out: Path, config_dict: dict) -> None:
+    """A resumed run must be the same run: refuse settings that differ from config.json."""
+    path = out / "config.json"
+    if not path.exists():
+        return
+    saved = json.loads(path.read_text())
+    now = json.loads(json.dumps(config_dict, default=str))
+    differ = sorted(k for k in set(saved) | set(now) if k != "loop" and k not in RESUMABLE_CHANGES
+                    and k in saved and k in now and saved[k] != now[k])
+    if differ:
+        raise UsageError(f"--resume: {out} was started with other settings ("
+                         + ", ".join(f"{k}={saved[k]!r} now {now[k]!r}" for k in differ)
+                         + "); resume with the same ones or choose another --out")
 
 
 class ArgumentParser(argparse.ArgumentParser):

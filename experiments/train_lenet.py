@@ -177,7 +177,7 @@ def make_evaluate(config, model, loss, stage_names, train_set, test_set):
     @jax.jit
     def norms(state):
         layers = jaxnn.layer_gradients(model, loss, state["params"], *probe, config.grad,
-                                       state["model_state"], key=jax.random.key(config.seed))
+                                       state=state["model_state"], key=jax.random.key(config.seed))
         out = {}
         for name, layer in zip(stage_names, layers):
             out[f"dx_norm:{name}"] = jnp.sqrt(sum(jnp.vdot(d, d) for d in jax.tree.leaves(layer["dx"])))
@@ -278,7 +278,7 @@ def _plot(config, model, stages, state, rows, x_test, y_test, out: Path) -> None
     plots.plot_curves(rows, out / "curves.png")
     plots.plot_filters(np.asarray(params[0].w), out / "filters_conv1.png",
                        title="Learned conv1 5×5 filters (receptive fields)")
-    outputs = jaxnn.intermediates(model, params, x_test[:1], model_state)
+    outputs = jaxnn.intermediates(model, params, x_test[:1], state=model_state)
     shown = [(name, np.asarray(y[0])) for (name, _), (_, y) in zip(stages, outputs)
              if name.endswith("act") or name in ("S2", "S4", "output")]
     plots.plot_activations(x_test[0, ..., 0], shown, out / "activations.png")

@@ -1,10 +1,10 @@
 """jaxnn: pure-function layers whose backprop is written out by hand, beside autodiff."""
 
-from jaxnn import backprop, compare, initializers, losses
+from jaxnn import backprop, cases, compare, initializers, losses, spikes
 from jaxnn.backprop import as_custom_vjp, intermediates, layer_gradients, value_and_grad
 from jaxnn.combinators import FanInConcat, FanInSum, FanOut, parallel, serial
 from jaxnn.core import (
-    Layer, LayerError, LayerTypeError, StatefulLayer, is_stateful, make_layer,
+    Layer, LayerError, LayerTypeError, StatefulLayer, fixed_state, is_stateful, make_layer,
     make_stateful_layer, stateful,
 )
 from jaxnn.layers import (
@@ -24,7 +24,7 @@ __all__ = [
     "LayerTypeError", "LogSoftmax", "MaxPool", "Negate", "NormParams", "PartialConv2D", "RBF",
     "RNN", "RateParams", "RateRNN", "Relu", "Reshape", "Scan", "ScaledTanh", "Sigmoid",
     "Softmax", "StatefulLayer", "Subsample", "SubsampleParams", "Tanh", "as_custom_vjp",
-    "backprop", "compare", "eval_step", "initializers", "intermediates", "is_stateful",
+    "backprop", "cases", "compare", "eval_step", "fixed_state", "initializers", "intermediates", "is_stateful",
     "layer_gradients", "losses", "make_layer", "make_stateful_layer", "parallel", "serial",
-    "stateful", "train_step", "value_and_grad",
+    "spikes", "stateful", "train_step", "value_and_grad",
 ]

@@ -135,25 +135,29 @@ def as_custom_vjp(layer: Layer) -> Layer:
 
 
 # --------------------------------------------------------------- inside a serial model
-def _children(model: AnyLayer) -> list[tuple[str, Any]]:
+def _children(model: AnyLayer, params, state) -> tuple[list[tuple[str, Any]], Any]:
+    """The named, lifted children of a serial model and the per-child state, checked."""
     if model.name != "serial" or not model.children:
         raise LayerError(f"expected a serial model, got {model.name}")
-    return [(f"serial[{i}] {child.name}", stateful(child)) for i, child in enumerate(model.children)]
-
-
-def _state_or_empty(model, state):
-    """A plain model (or one lifted as a whole by `stateful`) has no per-layer state."""
+    n = len(model.children)
+    if not isinstance(params, (tuple, list)) or len(params) != n:
+        raise LayerError(f"serial: expected params for {n} layers, got "
+                         f"{len(params) if isinstance(params, (tuple, list)) else type(params).__name__}")
     if state is None or (isinstance(state, tuple) and not state):
-        return tuple(() for _ in model.children)
-    return state
+        if any(map(is_stateful, model.children)):
+            raise LayerError("serial: this model has state (BatchNorm, Dropout, ...): pass state=")
+        state = tuple(() for _ in model.children)  # a plain model, or one lifted as a whole
+    elif not isinstance(state, (tuple, list)) or len(state) != n:
+        raise LayerError(f"serial: expected state for {n} layers")
+    return [(f"serial[{i}] {c.name}", stateful(c)) for i, c in enumerate(model.children)], state
 
 
-def intermediates(model: AnyLayer, params, x, state=None, *, key=None, train: bool = False
+def intermediates(model: AnyLayer, params, x, *, state=None, key=None, train: bool = False
                   ) -> list[tuple[str, Any]]:
     """[(name, output)] of every layer of a `serial` model, in order, e.g.
     ("serial[3] MaxPool", (N, 14, 14, 6) array); the last output is the model's.
     `state`, `key` and `train` are for a stateful model (train defaults to eval)."""
-    children, state = _children(model), _state_or_empty(model, state)
+    children, state = _children(model, params, state)
     outs = []
     for i, ((name, child), p, s) in enumerate(zip(children, params, state)):
         x, _ = child.apply(p, s, x, key=None if key is None else jax.random.fold_in(key, i),
@@ -162,8 +166,8 @@ def intermediates(model: AnyLayer, params, x, state=None, *, key=None, train: bo
     return outs
 
 
-def layer_gradients(model: AnyLayer, loss: Loss, params, x, targets, method: str = "manual",
-                    state=None, *, key=None, train: bool = True) -> list[dict]:
+def layer_gradients(model: AnyLayer, loss: Loss, params, x, targets, method: str = "manual", *,
+                    state=None, key=None, train: bool = True) -> list[dict]:
     """For every layer i of a `serial` model: {"name", "output": X_i, "dx": dC/dX_i,
     "dparams": dC/dW_i} — the two backprop equations, layer by layer.
 
@@ -171,7 +175,7 @@ def layer_gradients(model: AnyLayer, loss: Loss, params, x, targets, method: str
     method="autodiff": dC/dX_i = ∂C/∂ε_i at ε = 0 for X_i + ε_i (a zero perturbation added
     to every output), and dC/dW_i by jax.grad, in one reverse pass.
     """
-    children, state = _children(model), _state_or_empty(model, state)
+    children, state = _children(model, params, state)
     keys = [None if key is None else jax.random.fold_in(key, i) for i in range(len(children))]
     if check_method(method) == "manual":
         outs, residuals, h = [], [], x
@@ -186,7 +190,7 @@ def layer_gradients(model: AnyLayer, loss: Loss, params, x, targets, method: str
             dxs[i] = dy
             dparams[i], dy = children[i][1].backward(params[i], residuals[i], dy)
     else:
-        outs = [out for _, out in intermediates(model, params, x, state, key=key, train=train)]
+        outs = [out for _, out in intermediates(model, params, x, state=state, key=key, train=train)]
 
         def objective(params, eps):
             h = x

@@ -146,6 +146,34 @@ def stateful(layer: AnyLayer) -> StatefulLayer:
     return StatefulLayer(layer.name, init, forward, layer.backward, apply, layer.children)
 
 
+def fixed_state(layer: StatefulLayer, state: Any, *, key: PRNGKey | None = None,
+                train: bool) -> Layer:
+    """A plain view of a stateful layer with its state, key and mode held fixed (the new
+    state is dropped): the (params, x) function that `jax.vjp`, `check_grads`,
+    `as_custom_vjp`, `Scan` and `jaxnn.compare` take. Its backward is the layer's own."""
+    def init(k, input_shape):
+        shape, params, _ = layer.init(k, input_shape)
+        return shape, params
+
+    def forward(params, x):
+        y, residuals, _ = layer.forward(params, state, x, key=key, train=train)
+        return y, residuals
+
+    def apply(params, x):
+        return layer.apply(params, state, x, key=key, train=train)[0]
+
+    return Layer(f"{layer.name}[train={train}]", init, forward, layer.backward, apply, layer.children)
+
+
+def check_train(layer: str, train: Any) -> bool:
+    """`train` must be a Python bool: it picks a code path, so under `jit` it is static
+    (`jax.jit(model.apply, static_argnames="train")`), never a traced value."""
+    if not isinstance(train, bool):
+        fail(layer, f"train must be a Python bool, got {type(train).__name__}; under jax.jit mark "
+                    f"it static: jax.jit(f, static_argnames='train')", exc=TypeError)
+    return train
+
+
 def child_key(key: PRNGKey | None, index: int) -> PRNGKey | None:
     """The key of a combinator's child `index` (None stays None): fold_in by position."""
     return None if key is None else jax.random.fold_in(key, index)
@@ -232,7 +260,8 @@ def located(where: str, err: Exception) -> Exception:
 
 __all__ = [
     "AnyLayer", "Array", "Layer", "LayerError", "LayerTypeError", "OURS", "PRNGKey", "Params",
-    "Residuals", "Shape", "StatefulLayer", "check_input", "check_shape", "child_key", "fail",
+    "Residuals", "Shape", "StatefulLayer", "check_input", "check_shape", "check_train", "child_key",
+    "fail", "fixed_state",
     "is_stateful", "located", "make_layer", "make_stateful_layer", "positive_ints",
     "shape_token", "stateful", "token_shape",
 ]

@@ -29,11 +29,19 @@ class Loss(NamedTuple):
     forward: Callable[[Array, Array], tuple[Array, Any]]
     backward: Callable[[Any, Array], Array]
     apply: Callable[[Array, Array], Array]
-    reduction: str = "mean"  # "sum" or "mean" over the examples
+    reduction: str = "mean"  # "sum" or "mean"
+    total: Callable[[Array, Array], Array] | None = None  # the sum of the terms, whatever the reduction
 
 
-def _loss(name, forward, backward, reduction="mean") -> Loss:
-    return Loss(name, forward, backward, lambda pred, target: forward(pred, target)[0], reduction)
+def _loss(name, forward, backward, reduction="mean", count=None) -> Loss:
+    """count(pred): how many terms "mean" divides by, so `total` can undo it."""
+    def apply(pred, target):
+        return forward(pred, target)[0]
+
+    def total(pred, target):
+        return apply(pred, target) * count(pred) if reduction == "mean" else apply(pred, target)
+
+    return Loss(name, forward, backward, apply, reduction, total)
 
 
 def _check_reduction(name, reduction):
@@ -73,7 +81,7 @@ def _elementwise(name, reduction, term, dterm) -> Loss:
         pred, target, count = residuals
         return dterm(pred, target) * (dloss / count)
 
-    return _loss(name, forward, backward, reduction)
+    return _loss(name, forward, backward, reduction, count=lambda pred: pred.size)
 
 
 def sum_of_squares() -> Loss:
@@ -157,7 +165,7 @@ def softmax_cross_entropy(reduction: str = "mean") -> Loss:
         d = jnp.exp(log_p) * target.sum(axis=-1, keepdims=True) - target
         return d * (dloss / count)
 
-    return _loss(name, forward, backward, reduction)
+    return _loss(name, forward, backward, reduction, count=lambda z: z.size // z.shape[-1])
 
 
 __all__ = ["Loss", "binary_cross_entropy", "hinge", "mse", "perceptron",

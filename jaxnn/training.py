@@ -9,10 +9,11 @@ outside them. Optimisers are optax's `GradientTransformation`s.
 `microbatch` (None | "auto" | int, default "auto"): a plain model's batch is cut into chunks
 inside the compiled step (`jaxnn.microbatch`). On XLA:CPU this keeps evaluation's cost per
 image flat with the batch size and takes 10–20% off a large training batch (whose compile time
-about doubles: the chunks are unrolled). "auto" splits by shape (LeNet-5: chunks of ≤ 133
-images, so batch 2048 is 16 chunks of 128 and a batch ≤ 133 stays whole); None never splits;
-an int sets the chunk size. Results equal the whole-batch step's up to float32 rounding.
-Stateful models are never split ("auto" leaves them whole; an int raises ValueError).
+about doubles: the chunks are unrolled); `microbatch.accumulating_step` (one compiled call per
+chunk) keeps training's cost per image flat too. "auto" splits by shape (LeNet-5: chunks of
+≤ 133 images, so batch 2048 is 16 chunks of 128 and a batch ≤ 133 stays whole); None never
+splits; an int sets the chunk size. Results equal the whole-batch step's up to float32
+rounding. Stateful models are never split ("auto" leaves them whole; an int raises ValueError).
 """
 
 from __future__ import annotations
@@ -69,15 +70,16 @@ def eval_step(model: AnyLayer, loss: Loss | None = None, *, jit: bool = True,
     """(params, x, labels) -> {"correct": #argmax hits, "loss": summed loss (if loss given)};
     a stateful model takes (params, state, x, labels) and runs with train=False (no key).
 
-    Sums over the batch rather than means, so batches of any size add up exactly over a
-    dataset: a "mean" loss is multiplied back by the batch size, a "sum" loss is not.
+    Sums rather than means (`loss.total`, the sum of the loss's terms whatever its
+    reduction), so batches of any size add up exactly over a dataset.
     No gradients are computed.
     """
     def metrics(logits, labels):
         out = {"correct": (jnp.argmax(logits, axis=-1) == labels).sum()}
         if loss is not None:
-            value = loss.apply(logits, labels)
-            out["loss"] = value * labels.shape[0] if loss.reduction == "mean" else value
+            if loss.total is None:
+                raise ValueError(f"eval_step: loss {loss.name} has no `total` (the sum of its terms)")
+            out["loss"] = loss.total(logits, labels)
         return out
 
     if is_stateful(model):

@@ -145,3 +145,13 @@ def test_one_dtype_rule_input_must_match_the_weights(layer, shape):
         with pytest.raises(nn.LayerTypeError,
                            match=f"{layer.name}: expected input dtype float32 .*got float64"):
             layer.apply(params, x)
+
+
+def test_eval_step_sums_every_term_of_a_mean_loss_over_time_steps():
+    """A "mean" loss divides by every example axis (here batch × time), not the batch alone."""
+    model = nn.serial(nn.Dense(3))
+    _, params = model.init(jax.random.key(0), (2, 5, 4))
+    x, y = jax.random.normal(jax.random.key(1), (2, 5, 4)), jnp.zeros((2, 5), jnp.int32)
+    total = float(nn.losses.softmax_cross_entropy("sum").apply(model.apply(params, x), y))
+    got = nn.eval_step(model, nn.losses.softmax_cross_entropy("mean"))(params, x, y)
+    np.testing.assert_allclose(float(got["loss"]), total, rtol=1e-6)

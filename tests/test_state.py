@@ -33,12 +33,21 @@ STATEFUL_CASES = [
 
 
 def _setup(make, shape, dtype):
+    """Random params and state away from init's constants (γ = 1, β = 0, running stats 0
+    and 1), where a backward that forgets γ, or the running mean, would still agree."""
     layer = make()
     _, params, state = layer.init(jax.random.key(1), shape)
-    params = jax.tree.map(lambda a: a.astype(dtype), params)
-    state = jax.tree.map(lambda a: a.astype(dtype), state)
+    params = jax.tree.map(lambda a, k: (a + 0.5 * jax.random.normal(k, a.shape, a.dtype)).astype(dtype),
+                          params, _keys_like(jax.random.key(5), params))
+    state = jax.tree.map(lambda a, k: (a + 0.5 * jax.random.uniform(k, a.shape, a.dtype)).astype(dtype),
+                         state, _keys_like(jax.random.key(6), state))
     x = jax.random.normal(jax.random.key(2), shape, dtype) * 2 + 0.5
     return layer, params, state, x
+
+
+def _keys_like(key, tree):
+    leaves, treedef = jax.tree.flatten(tree)
+    return jax.tree.unflatten(treedef, list(jax.random.split(key, max(len(leaves), 1))[:len(leaves)]))
 
 
 def _random_like(key, tree):
@@ -72,13 +81,15 @@ def test_backward_matches_vjp(case_id, make, shape, dtype, train):
         assert float(jnp.abs(dx).max()) > 0
 
 
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
 @pytest.mark.parametrize("case_id,make,shape", STATEFUL_CASES, ids=[c[0] for c in STATEFUL_CASES])
-def test_check_grads_float64(case_id, make, shape):
+def test_hand_written_backward_against_finite_differences(case_id, make, shape, train):
+    """check_grads through as_custom_vjp: jax.grad runs the layer's own backward, which is
+    then compared with float64 finite differences of the forward."""
     with jax.enable_x64(True):
         layer, params, state, x = _setup(make, shape, jnp.float64)
-        key = jax.random.key(3)
-        check_grads(lambda p, x: layer.apply(p, state, x, key=key, train=True)[0], (params, x),
-                    order=1, modes=["rev"], atol=1e-6, rtol=1e-6)
+        fixed = nn.as_custom_vjp(nn.fixed_state(layer, state, key=jax.random.key(3), train=train))
+        check_grads(fixed.apply, (params, x), order=1, modes=["rev"], atol=1e-6, rtol=1e-6)
 
 
 def test_batchnorm_statistics_and_running_averages():
@@ -137,6 +148,26 @@ def test_serial_keys_differ_by_position_and_train_is_required():
     np.testing.assert_array_equal(y, second)
     with pytest.raises(TypeError, match="train"):
         model.apply(p, s, jnp.ones((1, 64)))
+
+
+def test_train_must_be_a_python_bool():
+    bn = nn.BatchNorm()
+    _, p, s = bn.init(jax.random.key(0), (4, 3))
+    with pytest.raises(nn.LayerTypeError, match="BatchNorm: train must be a Python bool.*static_argnames"):
+        jax.jit(bn.apply)(p, s, jnp.ones((4, 3)), train=True)
+    y, _ = jax.jit(bn.apply, static_argnames="train")(p, s, jnp.ones((4, 3)), train=True)
+    assert y.shape == (4, 3)
+
+
+def test_intermediates_of_a_stateful_model_need_its_state():
+    model = nn.serial(nn.Dense(3), nn.BatchNorm(), nn.Relu())
+    _, p, s = model.init(jax.random.key(0), (4, 2))
+    with pytest.raises(nn.LayerError, match="this model has state .* pass state="):
+        nn.intermediates(model, p, jnp.ones((4, 2)))
+    with pytest.raises(nn.LayerError, match="expected params for 3 layers, got 2"):
+        nn.intermediates(model, p[:2], jnp.ones((4, 2)), state=s)
+    outs = nn.intermediates(model, p, jnp.ones((4, 2)), state=s)
+    np.testing.assert_allclose(outs[-1][1], model.apply(p, s, jnp.ones((4, 2)), train=False)[0])
 
 
 def test_stateless_models_stay_plain_layers():

@@ -5,7 +5,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxnn.core import StatefulLayer, check_input, check_shape, fail, make_stateful_layer
+from jaxnn.core import (
+    StatefulLayer, check_input, check_shape, check_train, fail, make_stateful_layer,
+)
 
 
 def Dropout(rate: float) -> StatefulLayer:
@@ -29,7 +31,7 @@ def Dropout(rate: float) -> StatefulLayer:
 
     def forward(params, state, x, *, key=None, train):
         check_input(name, x)
-        if not train or rate == 0:
+        if not check_train(name, train) or rate == 0:
             return x, jnp.ones((), x.dtype), state
         if key is None:
             fail(name, "train=True draws a random mask and needs a key: pass key=jax.random.key(...)"

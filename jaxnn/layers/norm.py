@@ -23,7 +23,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxnn.core import (
-    Layer, StatefulLayer, check_input, check_shape, fail, make_layer, make_stateful_layer,
+    Layer, StatefulLayer, check_input, check_shape, check_train, fail, make_layer,
+    make_stateful_layer,
 )
 
 
@@ -91,7 +92,7 @@ def BatchNorm(momentum: float = 0.9, eps: float = 1e-5, dtype=jnp.float32) -> St
         if x.ndim < 2:
             fail(name, f"expected a batch axis and a feature axis, got shape {tuple(x.shape)}")
         axes = tuple(range(x.ndim - 1))
-        if train:
+        if check_train(name, train):
             mean = x.mean(axis=axes)
             var = jnp.square(x - _per_feature(mean, x.ndim)).mean(axis=axes)
             new_state = BatchNormState(momentum * state.mean + (1 - momentum) * mean,
