@@ -3,9 +3,10 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
-from jaxnn import backprop, losses, microbatch, serial
+from jaxnn import backprop, losses, microbatch, serial, train_step
 from jaxnn.layers import BatchNorm, Conv2D, Dense, Flatten, MaxPool, Relu
 
 BATCH = 10  # cut as 4+3+3 by microbatch=4: a ragged split, two chunk shapes
@@ -75,6 +76,18 @@ def test_apply_matches_plain(problem, chunk):
     np.testing.assert_allclose(got, model.apply(params, x), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("method", ["autodiff", "manual"])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_accumulating_step_matches_whole_step(problem, method, reduction):
+    model, params, x, labels, _ = problem
+    loss, opt = losses.softmax_cross_entropy(reduction), optax.sgd(0.1)
+    want = train_step(model, loss, opt, method, microbatch=None, donate=False)(
+        params, opt.init(params), x, labels)
+    got = microbatch.accumulating_step(model, loss, opt, method, 4, donate=False)(
+        params, opt.init(params), x, labels)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6), got, want)
+
+
 def test_stateful_models_are_left_whole():
     model = serial(Dense(2), BatchNorm())  # stateful: per-chunk batch statistics would differ
     assert microbatch.check_splittable(small_convnet(), "auto") is True
@@ -83,3 +96,5 @@ def test_stateful_models_are_left_whole():
     assert microbatch.check_splittable(model, None) is False
     with pytest.raises(ValueError, match="micro-batching a stateful model"):
         microbatch.check_splittable(model, 64)
+    with pytest.raises(ValueError, match="takes a plain"):
+        microbatch.accumulating_step(model, losses.mse(), optax.sgd(0.1))
