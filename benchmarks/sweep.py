@@ -13,7 +13,9 @@ the core count, and one thread), since two threads collapse while another proces
 
 Training: Adam 1e-3, softmax cross-entropy (mean over the batch). Evaluation: logits, argmax
 hits and the summed loss, no gradients (`torch.no_grad` for PyTorch).
-jaxnn rows: "whole" is `microbatch=None`, "auto" is `microbatch="auto"` (see jaxnn.microbatch).
+jaxnn rows: "whole" is `microbatch=None`, "auto" is `microbatch="auto"` (the chunks unrolled in
+one compiled step), "accumulated" is `microbatch.accumulating_step(..., "auto")` (one compiled
+call per chunk); see jaxnn.microbatch.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ import statistics
 import time
 
 BATCHES = (16, 32, 64, 128, 256, 512, 1024, 2048)
-TRAIN = ("jaxnn autodiff whole", "jaxnn autodiff auto", "jaxnn manual whole", "jaxnn manual auto",
+TRAIN = ("jaxnn autodiff whole", "jaxnn autodiff auto", "jaxnn autodiff accumulated",
+         "jaxnn manual whole", "jaxnn manual auto", "jaxnn manual accumulated",
          "stax", "pytorch", "pytorch 1 thread")
 EVAL = ("jaxnn whole", "jaxnn auto", "stax", "pytorch", "pytorch 1 thread")
 
@@ -34,7 +37,7 @@ def _jaxnn(kind, name, x, y):
     import optax
 
     import jaxnn
-    from jaxnn import losses
+    from jaxnn import losses, microbatch
     from jaxnn.models import LENET5_INPUT_SHAPE, lenet5
 
     model, loss = lenet5("modern"), losses.softmax_cross_entropy()
@@ -45,7 +48,10 @@ def _jaxnn(kind, name, x, y):
         return lambda: step(params, x, y)
     opt = optax.adam(1e-3)
     method = name.split()[1]
-    step = jaxnn.train_step(model, loss, opt, method, microbatch=chunks)
+    if name.endswith("accumulated"):
+        step = microbatch.accumulating_step(model, loss, opt, method, "auto")
+    else:
+        step = jaxnn.train_step(model, loss, opt, method, microbatch=chunks)
     state = [params, opt.init(params)]
 
     def call():
