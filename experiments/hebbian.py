@@ -10,13 +10,14 @@
    Sanger's GHA, top 4 of the 10-D set: principal angles to the true subspace and
    ‖WᵀW − I‖ against steps (sanger.png).
 2. Real MNIST, inputs scaled to unit length: a bank of units trained without labels by a
-   competitive rule (--rule wta: winner-take-all; kh: Krotov & Hopfield), through the shared
-   loop (units/); receptive fields (units/plots/receptive_fields.png). Units start at random training
-   images (Krotov & Hopfield start from noise, which needs far more epochs than fit here).
+   competitive rule (--rule kh: Krotov & Hopfield, the default; wta: winner-take-all),
+   through the shared loop (units/); receptive fields (units/plots/receptive_fields.png).
+   Units start at random training images (Krotov & Hopfield start from noise, which needs
+   far more epochs than fit here).
 3. A linear readout (softmax regression, Adam) on the units' responses relu(h)^power,
    standardised, through the shared loop (readout/, readout/plots/readout.png): the test
-   accuracy. Krotov & Hopfield
-   use power 4.5; 8 read out ~0.4 points better here (400 and 1600 WTA units, 5 epochs).
+   accuracy. Krotov & Hopfield use power 4.5; 8 read out ~0.4 points better here (400 and
+   1600 winner-take-all units).
 4. k-means on the units' responses (standardised as the readout sees them, and raw) and, for
    comparison, on the pixels creates labels: each cluster takes the majority label of its
    members; the accuracy of those labels.
@@ -56,7 +57,7 @@ class Config:
     units: int = FULL["units"]
     epochs: int = FULL["epochs"]
     readout_epochs: int = FULL["readout_epochs"]
-    rule: str = "wta"
+    rule: str = "kh"
     lr: float = 0.04
     batch: int = 100
     power: float = 8.0
@@ -279,7 +280,8 @@ def parse(argv) -> Config:
     ap.add_argument("--units", type=int, default=None, help=f"default {FULL['units']}")
     ap.add_argument("--epochs", type=int, default=None, help=f"default {FULL['epochs']}")
     ap.add_argument("--readout-epochs", type=int, default=None, help=f"default {FULL['readout_epochs']}")
-    ap.add_argument("--rule", default=d.rule, help="wta (winner-take-all) or kh (Krotov-Hopfield)")
+    ap.add_argument("--rule", default=d.rule,
+                    help="kh (Krotov-Hopfield, the default) or wta (winner-take-all)")
     ap.add_argument("--lr", type=float, default=d.lr)
     ap.add_argument("--batch", type=int, default=d.batch)
     ap.add_argument("--power", type=float, default=d.power, help="responses relu(h)^power")
