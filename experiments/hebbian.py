@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import sys
 import time
 
@@ -38,6 +37,7 @@ import optax
 
 import jaxnn as nn
 from experiments import hebbian_plots as plots
+from experiments.kmeans import cluster_labels, in_chunks
 from experiments.loop import LoopConfig, UsageError, cli_main, read_metrics, run
 from experiments.rules_common import (
     check_positive, epoch_batches, epoch_order, flat_mnist, prepare_out, write_summary,
@@ -159,49 +159,10 @@ def gaussians(cfg: Config, out) -> dict:
 
 
 # ------------------------------------------------------------------ 2-4. MNIST bank
-def _in_chunks(fn, x, size=5000):
-    return np.concatenate([np.asarray(fn(jnp.asarray(x[i:i + size]))) for i in range(0, len(x), size)])
-
-
-@functools.partial(jax.jit, static_argnames="iters")
-def _lloyd(x, centres, iters: int):
-    def assign(c):
-        d2 = (c * c).sum(1)[None, :] - 2 * x @ c.T  # ‖x‖² is the same for every centre
-        return jnp.argmin(d2, axis=1)
-
-    def body(c, _):
-        onehot = jax.nn.one_hot(assign(c), c.shape[0], dtype=x.dtype)
-        counts = onehot.sum(0)
-        means = onehot.T @ x / jnp.maximum(counts, 1)[:, None]
-        return jnp.where(counts[:, None] > 0, means, c), None
-
-    centres, _ = jax.lax.scan(body, centres, None, length=iters)
-    return centres, assign(centres)
-
-
-def kmeans(x, k: int, iters: int, seed: int):
-    """Lloyd's algorithm from k distinct random rows of x (N, d); returns (centres, assignment)."""
-    x = jnp.asarray(x)
-    start = x[jax.random.choice(jax.random.key(seed), len(x), (k,), replace=False)]
-    centres, assigned = _lloyd(x, start, iters)
-    return centres, np.asarray(assigned)
-
-
-def cluster_labels(feat_tr, ytr, feat_te, yte, k: int, seed: int) -> dict:
-    """k-means on training features; each cluster is labelled with its majority class."""
-    centres, assigned = kmeans(feat_tr, k, 20, seed)
-    majority = np.array([np.bincount(ytr[assigned == j], minlength=10).argmax() if (assigned == j).any()
-                         else -1 for j in range(k)])
-    nearest = jax.jit(lambda x, c: jnp.argmin((c * c).sum(1)[None, :] - 2 * x @ c.T, axis=1))
-    test_assigned = _in_chunks(lambda x: nearest(x, centres), feat_te)
-    return {"train_label_acc": float((majority[assigned] == ytr).mean()),
-            "test_label_acc": float((majority[test_assigned] == yte).mean())}
-
-
 def mnist(cfg: Config, out, data) -> dict:
     (xtr, ytr), (xte, yte) = data
     unit = jax.jit(rules.unit_length)
-    xtr, xte = _in_chunks(unit, xtr), _in_chunks(unit, xte)
+    xtr, xte = in_chunks(unit, xtr), in_chunks(unit, xte)
     n, k = len(xtr), cfg.units
     model = nn.serial(nn.Dense(k))
     start = np.random.default_rng(cfg.seed).choice(n, k, replace=False)
@@ -233,7 +194,7 @@ def mnist(cfg: Config, out, data) -> dict:
 
     t0 = time.perf_counter()
     respond = jax.jit(rules.responses, static_argnames="power")
-    ftr, fte = (_in_chunks(lambda x: respond(w, x, power=cfg.power), a) for a in (xtr, xte))
+    ftr, fte = (in_chunks(lambda x: respond(w, x, power=cfg.power), a) for a in (xtr, xte))
     mean, std = ftr.mean(0), ftr.std(0) + 1e-6  # standardised, so Adam sees units on one scale
     ftr, fte = (ftr - mean) / std, (fte - mean) / std
     response_seconds = time.perf_counter() - t0

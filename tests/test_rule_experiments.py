@@ -1,8 +1,11 @@
-"""The learning-rule experiments refuse bad arguments in one line, before reading any data."""
+"""The learning-rule experiments refuse bad arguments in one line, before reading any data;
+k-means labels separated clusters exactly."""
 
+import numpy as np
 import pytest
 
 from experiments import hebbian, perceptron
+from experiments.kmeans import cluster_labels
 from experiments.loop import cli_main
 
 
@@ -26,3 +29,12 @@ def test_an_existing_run_is_not_overwritten(module, tmp_path, capsys):
     (tmp_path / "summary.json").write_text("{}")
     assert cli_main(module.main, ["--out", str(tmp_path)]) == 2
     assert "already holds a run; pass --resume" in capsys.readouterr().err
+
+
+def test_kmeans_labels_well_separated_clusters_exactly():
+    rng = np.random.default_rng(0)
+    centres = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]], np.float32)
+    labels = rng.integers(0, 3, 300)
+    x = (centres[labels] + rng.normal(scale=0.5, size=(300, 2))).astype(np.float32)
+    acc = cluster_labels(x[:200], labels[:200], x[200:], labels[200:], 6, seed=0)
+    assert acc == {"train_label_acc": 1.0, "test_label_acc": 1.0}
