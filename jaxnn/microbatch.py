@@ -199,7 +199,7 @@ def accumulating_step(model: Layer, loss: Loss, optimizer, method: str = "autodi
 
     Every call works at a chunk's size, so a batch of 2048 costs per image what a batch of 128
     does (the unrolled chunks of `value_and_grad` keep buffers for all of them; see the module
-    docstring), for one host dispatch per chunk (≈ 0.5 ms against ≈ 60 ms of work for 128
+    docstring), for one host dispatch per chunk (≈ 0.5 ms against ≈ 20 ms of work for 128
     LeNet-5 images). The step is a Python function calling compiled ones (`jax.jit` of it
     would unroll the loop again), which is why `train_step`, whose result is one compiled
     function, does not return it. Equal to the whole-batch step up to float32 rounding.
