@@ -54,7 +54,7 @@ class Config:
     out: str | None = None
     train_subset: int | None = None
     test_subset: int | None = None
-    eval_batch_size: int = 125
+    eval_batch_size: int = 1000  # eval_step splits it into cache-sized chunks inside one call
     eval_train: bool = True
     devices: int | None = None         # the scaling options: see experiments/scaling.py
     coordinator: str | None = None

@@ -13,7 +13,8 @@ about doubles: the chunks are unrolled); `microbatch.accumulating_step` (one com
 chunk) keeps training's cost per image flat too. "auto" splits by shape (LeNet-5: chunks of
 ≤ 133 images, so batch 2048 is 16 chunks of 128 and a batch ≤ 133 stays whole); None never
 splits; an int sets the chunk size. Results equal the whole-batch step's up to float32
-rounding. Stateful models are never split ("auto" leaves them whole; an int raises ValueError).
+rounding. A stateful model's training step is never split ("auto" leaves it whole; an int
+raises ValueError); its evaluation (train=False, each example on its own) splits like a plain one.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import optax
 
 from jaxnn import microbatch as mb
 from jaxnn.backprop import value_and_grad
-from jaxnn.core import AnyLayer, is_stateful
+from jaxnn.core import AnyLayer, fixed_state, is_stateful
 from jaxnn.losses import Loss
 
 
@@ -83,8 +84,15 @@ def eval_step(model: AnyLayer, loss: Loss | None = None, *, jit: bool = True,
         return out
 
     if is_stateful(model):
+        if microbatch not in (None, "auto") and not (isinstance(microbatch, int) and microbatch > 0):
+            raise ValueError(f"microbatch must be None, 'auto' or a positive int, got {microbatch!r}")
+
         def step_s(params, state, x, labels):
-            return metrics(model.apply(params, state, x, train=False)[0], labels)
+            # In eval every example depends only on itself (running statistics, no dropout),
+            # so the model with its state held fixed splits like a plain one.
+            plain = fixed_state(model, state, train=False)
+            forward = plain.apply if microbatch is None else mb.apply(plain, microbatch)
+            return metrics(forward(params, x), labels)
         return jax.jit(step_s) if jit else step_s
 
     forward = mb.apply(model, microbatch) if mb.check_splittable(model, microbatch) else model.apply

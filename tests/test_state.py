@@ -274,3 +274,15 @@ def test_norm_forward_values_against_numpy():
     want = (x - mu) / np.sqrt(var + 1e-3) * np.asarray(params.scale) + np.asarray(params.offset)
     np.testing.assert_allclose(bn.apply(params, state, jnp.asarray(x), train=True)[0], want,
                                rtol=1e-5, atol=1e-5)
+
+
+def test_stateful_eval_splits_like_a_plain_model():
+    model = nn.serial(nn.Conv2D(4, 3, padding="SAME"), nn.BatchNorm(), nn.Relu(), nn.Flatten(),
+                      nn.Dropout(0.5), nn.Dense(3))
+    layer, params, state, x = _setup(lambda: model, (10, 6, 6, 1), jnp.float32)
+    y = jnp.arange(10) % 3
+    loss = losses.softmax_cross_entropy()
+    whole = nn.eval_step(model, loss, microbatch=None)(params, state, x, y)
+    chunked = nn.eval_step(model, loss, microbatch=4)(params, state, x, y)
+    assert int(whole["correct"]) == int(chunked["correct"])
+    np.testing.assert_allclose(float(chunked["loss"]), float(whole["loss"]), rtol=1e-5)
