@@ -66,6 +66,31 @@ def make_jaxnn(method: str, seed: int = 0) -> Contender:
                      jax.jit(step, donate_argnums=0), lambda state: jax.block_until_ready(state))
 
 
+def make_jaxnn_bn(method: str = "autodiff", seed: int = 0) -> Contender:
+    """The "bn" LeNet-5 (BatchNorm after each conv/dense, Dropout before the output): a stateful
+    model, its running statistics threaded through the step and a key per step for Dropout."""
+    import jax
+    import optax
+
+    import jaxnn
+    from jaxnn import losses
+    from jaxnn.models import LENET5_INPUT_SHAPE, lenet5
+
+    model = lenet5("bn")
+    _, params, model_state = model.init(jax.random.key(seed), LENET5_INPUT_SHAPE)
+    optimizer = optax.adam(LEARNING_RATE)
+    inner = jaxnn.train_step(model, losses.softmax_cross_entropy(), optimizer, method=method, jit=False)
+    base = jax.random.key(seed + 1)
+
+    def step(state, images, labels, order, i):
+        idx = order[i]
+        p, s, opt_state, metrics = inner(*state, images[idx], labels[idx], jax.random.fold_in(base, i))
+        return (p, s, opt_state), metrics["loss"]
+
+    return Contender(f"jaxnn bn {method}", (params, model_state, optimizer.init(params)),
+                     jax.jit(step, donate_argnums=0), lambda state: jax.block_until_ready(state))
+
+
 def stax_lenet5(seed: int = 0):
     """(params, apply_fn) of the LeNet-5 in `jax.example_libraries.stax` (NHWC convolutions,
     reduce_window pooling); apply_fn(params, x (N, 28, 28, 1)) -> logits (N, 10)."""

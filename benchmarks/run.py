@@ -39,7 +39,8 @@ from benchmarks.sweep import BATCHES
 
 STEPS_PER_EPOCH = 60_000 // 128  # 468, ragged last batch dropped
 BATCH = 128
-CONTENDERS = ("jaxnn autodiff", "jaxnn manual", "flax linen", "stax", "pytorch", "pytorch 1 thread")
+CONTENDERS = ("jaxnn autodiff", "jaxnn manual", "jaxnn bn autodiff", "flax linen", "stax", "pytorch",
+              "pytorch 1 thread")
 
 
 def parse_args(argv=None):
@@ -189,6 +190,7 @@ def epoch_rows(args, x, y) -> list[dict]:
         else:
             c = {"jaxnn autodiff": lambda: baselines.make_jaxnn("autodiff"),
                  "jaxnn manual": lambda: baselines.make_jaxnn("manual"),
+                 "jaxnn bn autodiff": lambda: baselines.make_jaxnn_bn("autodiff"),
                  "flax linen": baselines.make_flax_linen, "stax": baselines.make_stax}[name]()
             feeds[name] = (jax.device_put(x), jax.device_put(y),
                            [jax.device_put(jnp.asarray(o, jnp.int32)) for o in orders])
