@@ -175,7 +175,7 @@ def make_evaluate(config, model, loss, stage_names, train_set, test_set):
     probe = (train_set[0][:config.batch_size], train_set[1][:config.batch_size])
 
     @jax.jit
-    def norms(state):
+    def norms(state, probe):  # the probe is an argument: closed over, XLA would constant-fold it
         layers = jaxnn.layer_gradients(model, loss, state["params"], *probe, config.grad,
                                        state=state["model_state"], key=jax.random.key(config.seed))
         out = {}
@@ -192,7 +192,7 @@ def make_evaluate(config, model, loss, stage_names, train_set, test_set):
             out["train_acc"] = evaluate_in_batches(eval_fn, state, *train_set, config.eval_batch_size)[1]
         out["test_loss"], out["test_acc"] = evaluate_in_batches(eval_fn, state, *test_set,
                                                                 config.eval_batch_size)
-        computed = norms(state)  # a dict out of jit comes back with sorted keys: restore layer order
+        computed = norms(state, probe)  # a dict out of jit comes back with sorted keys: restore layer order
         return {**out, **{k: float(computed[k]) for name in stage_names
                           for k in (f"dx_norm:{name}", f"dw_norm:{name}") if k in computed}}
 
