@@ -45,7 +45,7 @@ import numpy as np
 
 import jaxnn as nn
 from experiments import numpy_reference as ref
-from experiments.loop import UsageError, cli_main
+from experiments.loop import ArgumentParser, UsageError, cli_main
 from jaxnn import compare, losses, models
 from jaxnn.cases import LAYER_CASES, Case, select
 
@@ -442,7 +442,7 @@ def train_and_evaluate(config: Config) -> dict:
 
 def main(argv=None) -> dict:
     """Parse argv and run; returns the report. An unknown --cases id raises UsageError."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=Config.out, help="output folder (default %(default)s)")
     parser.add_argument("--quick", action="store_true", help="a few cases, no LeNet-5 (for tests)")
     parser.add_argument("--cases", help="comma-separated jaxnn.cases ids: only these layer cases")

@@ -30,7 +30,7 @@ import numpy as np
 import jaxnn
 from experiments import filters_plots as fplots
 from experiments import train_lenet
-from experiments.loop import UsageError, cli_main
+from experiments.loop import ArgumentParser, UsageError, cli_main
 from jaxnn import data as jdata
 
 __all__ = ["CURVE_FILTER", "EDGE_FILTERS", "activation_maps", "best_matches", "curve_stimulus",
@@ -192,7 +192,7 @@ def _digit(i, labels, score, peak) -> dict:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m experiments.filters", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python -m experiments.filters", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="output folder (created)")
     p.add_argument("--lenet", default=None,
                    help="a run folder written by experiments.train_lenet; default: train a short run "

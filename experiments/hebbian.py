@@ -38,7 +38,7 @@ import optax
 import jaxnn as nn
 from experiments import hebbian_plots as plots
 from experiments.kmeans import cluster_labels, in_chunks
-from experiments.loop import LoopConfig, UsageError, cli_main, read_metrics, run
+from experiments.loop import ArgumentParser, LoopConfig, UsageError, cli_main, read_metrics, run
 from experiments.rules_common import (
     check_positive, epoch_batches, epoch_order, flat_mnist, prepare_out, write_summary,
 )
@@ -232,7 +232,7 @@ def mnist(cfg: Config, out, data) -> dict:
 
 
 def parse(argv) -> Config:
-    ap = argparse.ArgumentParser(prog="python -m experiments.hebbian", description=__doc__.split("\n")[0])
+    ap = ArgumentParser(prog="python -m experiments.hebbian", description=__doc__.split("\n")[0])
     d = Config()
     ap.add_argument("--out", default=d.out)
     ap.add_argument("--quick", action="store_true",

@@ -30,7 +30,7 @@ import optax
 
 import jaxnn as nn
 from experiments import perceptron_plots as plots
-from experiments.loop import LoopConfig, UsageError, cli_main, read_metrics, run
+from experiments.loop import ArgumentParser, LoopConfig, UsageError, cli_main, read_metrics, run
 from experiments.rules_common import (
     check_positive, epoch_batches, epoch_order, flat_mnist, prepare_out, write_summary,
 )
@@ -236,7 +236,7 @@ def versus_sklearn(cfg: Config, data, epochs: int) -> dict:
 
 
 def parse(argv) -> Config:
-    ap = argparse.ArgumentParser(prog="python -m experiments.perceptron", description=__doc__.split("\n")[0])
+    ap = ArgumentParser(prog="python -m experiments.perceptron", description=__doc__.split("\n")[0])
     d = Config()
     ap.add_argument("--out", default=d.out)
     ap.add_argument("--epochs", type=int, default=d.epochs, help="MNIST epochs (default %(default)s)")

@@ -25,7 +25,7 @@ import optax
 
 import jaxnn as nn
 from experiments import rate_rnn_plots
-from experiments.loop import LoopConfig, UsageError, cli_main, fold_epoch_key, read_metrics, run
+from experiments.loop import ArgumentParser, LoopConfig, UsageError, cli_main, fold_epoch_key, read_metrics, run
 from jaxnn import tasks
 from jaxnn.layers.recurrent import RateRNN
 
@@ -145,7 +145,7 @@ def train_and_evaluate(cfg: Config) -> dict:
 
 
 def parse_args(argv=None) -> Config:
-    ap = argparse.ArgumentParser(prog="experiments.rate_rnn", description=__doc__.split("\n\n")[0])
+    ap = ArgumentParser(prog="experiments.rate_rnn", description=__doc__.split("\n\n")[0])
     ap.add_argument("--task", required=True, choices=list(DEFAULTS))
     ap.add_argument("--out", required=True)
     ap.add_argument("--grad", default="manual", choices=nn.backprop.METHODS)

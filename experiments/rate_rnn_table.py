@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from experiments import rate_rnn
-from experiments.loop import UsageError, cli_main, machine, write_atomic
+from experiments.loop import ArgumentParser, UsageError, cli_main, machine, write_atomic
 
 
 def _cell(values, fmt):
@@ -45,7 +45,7 @@ def table(out: Path, seeds: int) -> tuple[str, list[dict]]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="experiments.rate_rnn_table", description=__doc__.split("\n\n")[0])
+    ap = ArgumentParser(prog="experiments.rate_rnn_table", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--grad", default="manual", choices=("manual", "autodiff"))

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from experiments import reinforce_plots
-from experiments.loop import LoopConfig, UsageError, cli_main, machine, run, write_atomic
+from experiments.loop import ArgumentParser, LoopConfig, UsageError, cli_main, machine, run, write_atomic
 from experiments.reinforce_envs import (
     DEFAULTS, METHODS, SOLVED, bandit_setup, cartpole_setup, decision_setup,
 )
@@ -151,7 +151,7 @@ def plot(cfg: Config, results: dict, path: Path) -> Path:
 
 
 def parse_args(argv: list[str] | None) -> Config:
-    parser = argparse.ArgumentParser(prog="python -m experiments.reinforce", description=__doc__,
+    parser = ArgumentParser(prog="python -m experiments.reinforce", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", required=True, choices=ENVS)
     parser.add_argument("--out", required=True)

@@ -25,7 +25,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from experiments.loop import UsageError, cli_main, machine
+from experiments.loop import ArgumentParser, UsageError, cli_main, machine
 from jaxnn import spikes
 
 __all__ = ["WINDOWS", "main", "measure_window_error", "plot_figure", "stimulus_rate"]
@@ -90,7 +90,7 @@ def plot_figure(t, rate, train, single, pooled, dt, rows, error_rate, slope, pat
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m experiments.spikes", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python -m experiments.spikes", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--trials", type=int, default=40, help="trains in the raster")

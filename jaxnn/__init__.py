@@ -1,6 +1,7 @@
 """jaxnn: pure-function layers whose backprop is written out by hand, beside autodiff."""
 
 from jaxnn import backprop, cases, compare, initializers, losses, spikes
+from jaxnn import microbatch, precision, reinforce, rules, sharding, tasks
 from jaxnn.backprop import as_custom_vjp, intermediates, layer_gradients, value_and_grad
 from jaxnn.combinators import FanInConcat, FanInSum, FanOut, parallel, serial
 from jaxnn.core import (
@@ -24,7 +25,8 @@ __all__ = [
     "LayerTypeError", "LogSoftmax", "MaxPool", "Negate", "NormParams", "PartialConv2D", "RBF",
     "RNN", "RateParams", "RateRNN", "Relu", "Reshape", "Scan", "ScaledTanh", "Sigmoid",
     "Softmax", "StatefulLayer", "Subsample", "SubsampleParams", "Tanh", "as_custom_vjp",
-    "backprop", "cases", "compare", "eval_step", "fixed_state", "initializers", "intermediates", "is_stateful",
+    "backprop", "cases", "compare", "microbatch", "precision", "reinforce", "rules", "sharding",
+    "tasks", "eval_step", "fixed_state", "initializers", "intermediates", "is_stateful",
     "layer_gradients", "losses", "make_layer", "make_stateful_layer", "parallel", "serial",
     "spikes", "stateful", "train_step", "value_and_grad",
 ]
