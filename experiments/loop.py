@@ -298,6 +298,17 @@ def run(config: LoopConfig, *, init: Callable[[], Any],
     return summary
 
 
+def restore(out: str | Path, template: Any) -> tuple[int, Any]:
+    """(epoch, state) from the newest intact checkpoint of a run `run` wrote to `out`;
+    `template` (e.g. `init()`) gives the structure, shapes and dtypes."""
+    from jaxnn.checkpoint import Checkpoints
+
+    ckpt = Checkpoints(Path(out) / "checkpoints")
+    if ckpt.latest() is None:
+        raise UsageError(f"{out}: no checkpoint in {ckpt.directory}")
+    return ckpt.restore_latest(template)
+
+
 RESUMABLE_CHANGES = ("resume", "progress", "plots", "data_dir", "out")
 
 
@@ -342,5 +353,5 @@ def fold_epoch_key(seed: int, epoch: int) -> jax.Array:
     return jax.random.fold_in(jax.random.key(seed), epoch)
 
 
-__all__ = ["ArgumentParser", "LoopConfig", "NonFiniteLoss", "ON_NAN", "guard_step", "UsageError", "cli_main", "fold_epoch_key", "machine",
+__all__ = ["ArgumentParser", "LoopConfig", "restore", "NonFiniteLoss", "ON_NAN", "guard_step", "UsageError", "cli_main", "fold_epoch_key", "machine",
            "read_metrics", "run", "write_atomic", "write_metrics"]

@@ -245,7 +245,7 @@ def load_trained(run_dir: str | Path) -> tuple[Config, dict]:
     checkpoint of a run this experiment wrote."""
     import json
 
-    from jaxnn.checkpoint import Checkpoints
+    from experiments.loop import restore
 
     run_dir = Path(run_dir)
     path = run_dir / "config.json"
@@ -258,10 +258,7 @@ def load_trained(run_dir: str | Path) -> tuple[Config, dict]:
     steps = max((config.train_subset or 60000) // config.batch_size, 1)
     template = {"params": params, "model_state": model_state,
                 "opt_state": make_optimizer(config, steps).init(params)}
-    checkpoints = Checkpoints(run_dir / "checkpoints")
-    if checkpoints.latest() is None:
-        raise UsageError(f"{run_dir}: no checkpoint in {run_dir / 'checkpoints'}")
-    _, state = checkpoints.restore_latest(template)
+    _, state = restore(run_dir, template)
     return config, state
 
 
