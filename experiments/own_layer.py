@@ -83,6 +83,11 @@ class Config:
 def train_and_evaluate(config: Config, data=None) -> dict:
     if config.grad not in nn.backprop.METHODS:
         raise UsageError(f"--grad must be one of {', '.join(nn.backprop.METHODS)}; got {config.grad!r}")
+    for flag, value in (("--batch-size", config.batch_size), ("--train-subset", config.train_subset)):
+        if value is not None and value < 1:
+            raise UsageError(f"{flag} must be positive, got {value}")
+    if not config.learning_rate > 0:
+        raise UsageError(f"--lr must be positive, got {config.learning_rate}")
     loop = LoopConfig(out=config.out, epochs=config.epochs, seed=config.seed, resume=config.resume,
                       progress=config.progress, plots=False).validate()
     report = check_layer(config.seed)
