@@ -28,7 +28,6 @@ says whether every pair agreed. Exit status: 0 when every pair agreed (or differ
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import datetime

@@ -22,7 +22,7 @@ import optax
 
 import jaxnn as nn
 from experiments.loop import ArgumentParser, LoopConfig, UsageError, cli_main, run
-from experiments.train_lenet import evaluate_in_batches
+from experiments.train_lenet import evaluate_in_batches, make_step
 from jaxnn import data as jdata
 from jaxnn.core import check_input, check_shape
 
@@ -101,17 +101,11 @@ def train_and_evaluate(config: Config, data=None) -> dict:
     (x_train, y_train), (x_test, y_test) = data
     model, loss = nn.stateful(mlp()), nn.losses.softmax_cross_entropy()
     optimizer = optax.adam(config.learning_rate)
-    train = nn.train_step(model, loss, optimizer, config.grad, jit=False)
     evaluate = nn.eval_step(model, loss)
 
     def init():
         _, params, state = model.init(jax.random.key(config.seed), (-1, *x_train.shape[1:]))
         return {"params": params, "model_state": state, "opt_state": optimizer.init(params)}
-
-    @jax.jit
-    def step(state, batch, key):
-        p, s, o, metrics = train(state["params"], state["model_state"], state["opt_state"], *batch, key)
-        return {"params": p, "model_state": s, "opt_state": o}, metrics
 
     def batches(epoch):
         order = jdata.epoch_permutation(len(x_train), config.seed, epoch)
@@ -123,7 +117,7 @@ def train_and_evaluate(config: Config, data=None) -> dict:
         test_loss, test_acc = evaluate_in_batches(evaluate, state, x_test, y_test, 125)
         return {"test_loss": test_loss, "test_acc": test_acc}
 
-    return run(loop, init=init, step=step, batches=batches, evaluate=test,
+    return run(loop, init=init, step=make_step(model, loss, optimizer, config.grad), batches=batches, evaluate=test,
                config_dict=dataclasses.asdict(config), name="prelu-mlp",
                summarize=lambda state: {"gradient_check": report["agree"],
                                         "learned_slopes_mean": float(state["params"][2].a.mean())})

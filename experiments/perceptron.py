@@ -17,7 +17,6 @@ Everything lands in --out, with the numbers in --out/summary.json.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import sys
 import time
@@ -178,11 +177,7 @@ def mnist(cfg: Config, out, data) -> dict:
         init, step = rules.make_step(model, rule, lr)
         loop_cfg = LoopConfig(out=str(out / f"mnist-{name}"), epochs=cfg.epochs, seed=cfg.seed,
                               resume=cfg.resume, progress=cfg.progress, plots=cfg.plots)
-        def fresh(init=init, params=params):
-            """This run's own copy of the start: the loop donates the state it is given."""
-            return init(jax.tree_util.tree_map(jnp.array, params))
-
-        summary = run(loop_cfg, init=fresh, step=step,
+        summary = run(loop_cfg, init=lambda: init(params), step=step,
                       batches=epoch_batches(cfg.seed, size, xtr, targets), evaluate=evaluate,
                       plots=plot_fn, name=f"mnist-{name}",
                       config_dict={"experiment": dataclasses.asdict(cfg), "rule": rule.name,

@@ -14,13 +14,11 @@ checkpoints (--resume continues bit for bit) and plots/ (`experiments.rate_rnn_p
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import sys
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import optax
 
 import jaxnn as nn

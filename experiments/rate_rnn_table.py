@@ -11,7 +11,6 @@ with the date, machine and load.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path

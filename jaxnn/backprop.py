@@ -24,9 +24,10 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from jaxnn.core import AnyLayer, Layer, LayerError, LayerTypeError, is_stateful, stateful
+from jaxnn.core import (
+    AnyLayer, Layer, LayerError, LayerTypeError, check_residuals, is_stateful, stateful,
+)
 from jaxnn.losses import Loss
 
 METHODS = ("autodiff", "manual")
@@ -120,10 +121,7 @@ def as_custom_vjp(layer: Layer) -> Layer:
 
     def fwd(params, x):
         y, residuals = layer.forward(params, x)
-        bad = [type(leaf).__name__ for leaf in jax.tree.leaves(residuals)
-               if not isinstance(leaf, (jax.Array, np.ndarray))]
-        if bad:
-            raise LayerTypeError(f"custom_vjp({layer.name}): residuals must be arrays, got {bad}")
+        check_residuals(f"custom_vjp({layer.name})", residuals)
         return y, (params, residuals)
 
     def bwd(saved, dy):

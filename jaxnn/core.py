@@ -45,6 +45,7 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Array = jax.Array
 Shape = tuple[int, ...]
@@ -165,6 +166,15 @@ def fixed_state(layer: StatefulLayer, state: Any, *, key: PRNGKey | None = None,
     return Layer(f"{layer.name}[train={train}]", init, forward, layer.backward, apply, layer.children)
 
 
+def check_residuals(layer: str, residuals: Any) -> None:
+    """Residuals must be arrays (the contract above): raise LayerTypeError naming the layer."""
+    bad = [type(leaf).__name__ for leaf in jax.tree.leaves(residuals)
+           if not isinstance(leaf, (jax.Array, np.ndarray))]
+    if bad:
+        fail(layer, f"residuals must be arrays (a shape rides in shape_token), got {bad}",
+             exc=TypeError)
+
+
 def check_train(layer: str, train: Any) -> bool:
     """`train` must be a Python bool: it picks a code path, so under `jit` it is static
     (`jax.jit(model.apply, static_argnames="train")`), never a traced value."""
@@ -260,7 +270,7 @@ def located(where: str, err: Exception) -> Exception:
 
 __all__ = [
     "AnyLayer", "Array", "Layer", "LayerError", "LayerTypeError", "OURS", "PRNGKey", "Params",
-    "Residuals", "Shape", "StatefulLayer", "check_input", "check_shape", "check_train", "child_key",
+    "Residuals", "Shape", "StatefulLayer", "check_input", "check_residuals", "check_shape", "check_train", "child_key",
     "fail", "fixed_state",
     "is_stateful", "located", "make_layer", "make_stateful_layer", "positive_ints",
     "shape_token", "stateful", "token_shape",

@@ -13,7 +13,6 @@ from experiments import train_lenet
 from experiments.loop import UsageError, read_metrics, write_metrics
 from experiments.train_lenet import Config, train_and_evaluate
 from jaxnn import data as jdata
-from jaxnn.models import lenet5
 
 
 @pytest.fixture(autouse=True)

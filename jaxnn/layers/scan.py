@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 
-from jaxnn.core import Layer, LayerTypeError, check_shape, fail, make_layer
+from jaxnn.core import Layer, LayerTypeError, check_residuals, check_shape, fail
 
 
 def _time_major(tree):
@@ -16,13 +15,6 @@ def _time_major(tree):
 
 def _batch_major(tree):
     return jax.tree.map(lambda a: jnp.moveaxis(a, 0, 1), tree)
-
-
-def _arrays_only(name, residuals):
-    for leaf in jax.tree.leaves(residuals):
-        if not isinstance(leaf, (jax.Array, np.ndarray)):
-            fail(name, f"residuals must be arrays to be stacked over time, got "
-                       f"{type(leaf).__name__} {leaf!r:.40}", exc=TypeError)
 
 
 def Scan(layer: Layer) -> Layer:
@@ -52,7 +44,7 @@ def Scan(layer: Layer) -> Layer:
 
         def step(carry, x_t):
             y_t, r_t = layer.forward(params, x_t)
-            _arrays_only(name, r_t)
+            check_residuals(name, r_t)
             return carry, (y_t, r_t)
 
         _, (ys, residuals) = lax.scan(step, None, jnp.moveaxis(x, 1, 0))
