@@ -16,6 +16,9 @@
    and wall µs per image of the training and evaluation steps, whole batch against
    `microbatch="auto"`, alternating, medians: a program whose buffers are mapped anew on every
    call pays a kernel trap per 4 KiB page it touches first.
+4. Allocator (`--malloc`): the page-fault table again in fresh processes under glibc's
+   MALLOC_ARENA_MAX=1 (one arena for every thread) and MALLOC_MMAP_MAX_=0 (no mmap), alone and
+   together: which setting makes the faults go, and what it costs at a small batch.
 """
 
 from __future__ import annotations
@@ -37,6 +40,9 @@ def parse_args(argv=None):
     ap.add_argument("--no-layers", dest="layers", action="store_false", help="skip the per-layer table")
     ap.add_argument("--no-ops", dest="ops", action="store_false", help="skip the per-op traces")
     ap.add_argument("--out", default="runs/cliff", help="trace directory (default runs/cliff)")
+    ap.add_argument("--malloc", action="store_true",
+                    help="only the page-fault table, once per glibc malloc setting (MALLOC_* "
+                         "environment variables), each in a fresh process")
     args = ap.parse_args(argv)
     args.batches = [int(b) for b in args.batches.split(",")]
     args.op_batches = [int(b) for b in args.op_batches.split(",")]
@@ -173,9 +179,41 @@ def print_ops(kind, traces, top):
     print("| all ops | " + " | ".join(f"{t:.1f}" for t in totals) + " | |")
 
 
+MALLOC_SETTINGS = {
+    "glibc defaults": {},
+    "one arena": {"MALLOC_ARENA_MAX": "1"},
+    "no mmap": {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**31)},
+    "one arena, no mmap": {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_MAX_": "0",
+                           "MALLOC_TRIM_THRESHOLD_": str(2**31)},
+}
+
+
+def malloc_tables(args) -> None:
+    """The page-fault table under each MALLOC_SETTINGS entry, in one fresh process each (glibc
+    reads them at start-up); within a process the steps alternate as in `fault_table`."""
+    import subprocess
+    import sys
+
+    print(f"\n## Page faults per image per call under glibc malloc settings; load "
+          f"{os.getloadavg()[0]:.1f}\n")
+    print("| malloc setting | step | batch | microbatch | minor faults / image | wall µs / image |")
+    print("|---|---|---|---|---|---|")
+    for label, env in MALLOC_SETTINGS.items():
+        out = subprocess.run(
+            [sys.executable, "-m", "benchmarks.batch_cliff", "--no-layers", "--no-ops",
+             "--op-batches", ",".join(map(str, args.op_batches)), "--repeats", str(args.repeats),
+             "--images", str(args.images)],
+            env={**os.environ, **env}, capture_output=True, text=True, check=True).stdout
+        for line in out.splitlines():
+            if line.startswith(("| train", "| eval")):
+                print(f"| {label} {line}")
+
+
 def main(argv=None):
     args = parse_args(argv)
     print(f"load average {os.getloadavg()}")
+    if args.malloc:
+        return malloc_tables(args)
     if args.layers:
         names, table = layer_table(args.batches, args.repeats, args.images)
         print_layers(names, table, args.batches)

@@ -136,14 +136,22 @@ def _float_leaves(tree) -> list[tuple[str, jax.Array]]:
             if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact)]
 
 
-def guard_step(step: Callable) -> Callable:
-    """(state, batch, key) -> (state, metrics, finite): the step, except that a step whose loss or
-    new state holds a NaN or Inf leaves the state as it was. finite: bool (1 + leaves,), whether the
-    loss and then each floating leaf of the new state (in tree order) is finite."""
-    def guarded(state, batch, key):
-        new_state, metrics = step(state, batch, key)
+def guard_step(step: Callable, keep_good: bool = True) -> Callable:
+    """(state, batch, epoch_key, i) -> (state, metrics, finite): `step(state, batch,
+    fold_in(epoch_key, i))`, the key folded inside the compiled call (an eager `fold_in` per
+    step costs ≈ 0.6 ms on the host). finite: bool (1 + leaves,), whether the loss and then
+    each floating leaf of the new state (in tree order) is finite.
+
+    keep_good=True (for --on-nan skip): a step whose loss or new state holds a NaN or Inf leaves
+    the state as it was. keep_good=False (for --on-nan stop, which discards the state anyway):
+    the flags only, an output beside the step's own (≈ 2% of a LeNet-5 step on XLA:CPU, against
+    ≈ 10% for the select, which must wait for every new leaf before writing any)."""
+    def guarded(state, batch, epoch_key, i):
+        new_state, metrics = step(state, batch, jax.random.fold_in(epoch_key, i))
         finite = jnp.stack([jnp.all(jnp.isfinite(metrics["loss"]))]
                            + [jnp.all(jnp.isfinite(leaf)) for _, leaf in _float_leaves(new_state)])
+        if not keep_good:
+            return new_state, metrics, finite
         kept = jax.lax.cond(jnp.all(finite), lambda: new_state, lambda: state)
         return kept, metrics, finite
     return jax.jit(guarded, donate_argnums=0)
@@ -218,7 +226,7 @@ def run(config: LoopConfig, *, init: Callable[[], Any],
             {"loop": dataclasses.asdict(config), **(config_dict or {})}, indent=2, default=str) + "\n")
 
     base_key = jax.random.key(config.seed)
-    guarded = guard_step(step) if hasattr(step, "lower") else None
+    guarded = guard_step(step, config.on_nan == "skip") if hasattr(step, "lower") else None
     leaf_names = [n for n, _ in _float_leaves(state)]
     compiled = None
     for epoch in range(start_epoch + 1, config.epochs + 1):
@@ -228,14 +236,16 @@ def run(config: LoopConfig, *, init: Callable[[], Any],
         bar = _progress(total, f"{name} epoch {epoch}/{config.epochs}", config.progress)
         metrics, flags, t_epoch, n_steps = [], [], time.perf_counter(), 0
         for i, batch in enumerate(epoch_batches):
-            key = jax.random.fold_in(epoch_key, i)
+            # A guarded step folds the key in itself: fold_in(epoch_key, i), the same key.
+            args = ((epoch_key, np.int32(i)) if guarded is not None
+                    else (jax.random.fold_in(epoch_key, i),))
             if compiled is None:
                 t0 = time.perf_counter()
                 if guarded is not None:
-                    compiled = guarded.lower(state, batch, key).compile()
+                    compiled = guarded.lower(state, batch, *args).compile()
                 else:  # a step that compiles on its first call: book that call as compile
                     compiled = step
-                    state, m, *finite = jax.block_until_ready(compiled(state, batch, key))
+                    state, m, *finite = jax.block_until_ready(compiled(state, batch, *args))
                 times["compile"] += time.perf_counter() - t0
                 t_epoch += time.perf_counter() - t0
                 if guarded is None:
@@ -243,7 +253,7 @@ def run(config: LoopConfig, *, init: Callable[[], Any],
                     flags.extend(finite)
                     n_steps += 1
                     continue
-            state, m, *finite = compiled(state, batch, key)
+            state, m, *finite = compiled(state, batch, *args)
             metrics.append(m)
             flags.extend(finite)
             n_steps += 1

@@ -9,7 +9,8 @@ buffers, reused, so evaluation costs per image at 2048 what it costs at 128. A g
 unrolls the chunks in Python, since in a `lax.scan` the backward convolutions run 2× slower on
 XLA:CPU (jax#12868); that takes 10–20% off a large training batch, not the whole cliff (the
 unrolled program still has buffers for every chunk). `accumulating_step` makes one compiled
-call per chunk instead, and a batch of 2048 trains at batch 128's cost per image.
+call per chunk instead (what `jaxnn.train_step` runs for concrete arrays), and a batch of 2048
+trains at about a small batch's cost per image.
 
     x (N, ...) -> chunks x[0:n_0], x[n_0:n_0+n_1], ...      sizes from `chunk_sizes(N, microbatch)`
 
@@ -192,17 +193,19 @@ def value_and_grad(model: Layer, loss: Loss, method: str = "autodiff",
 def accumulating_step(model: Layer, loss: Loss, optimizer, method: str = "autodiff",
                       microbatch: int | str = "auto", *, donate: bool = True) -> Callable:
     """A training step (params, opt_state, x, y) -> (params, opt_state, {"loss": J}) that runs
-    one compiled call per chunk, adding w_c · dJ_c/dW into a gradient buffer, then one compiled
+    one compiled call per chunk, accumulating w_c · dJ_c/dW, the last call also applying the
     optimiser update:
 
         w_c = n_c / N for a loss with reduction "mean", 1 for "sum";  J = Σ_c w_c J_c
 
-    Every call works at a chunk's size, so a batch of 2048 costs per image what a batch of 128
+    Every call works at a chunk's size, so a batch of 2048 costs per image what a small batch
     does (the unrolled chunks of `value_and_grad` keep buffers for all of them; see the module
-    docstring), for one host dispatch per chunk (≈ 0.5 ms against ≈ 20 ms of work for 128
-    LeNet-5 images). The step is a Python function calling compiled ones (`jax.jit` of it
-    would unroll the loop again), which is why `train_step`, whose result is one compiled
-    function, does not return it. Equal to the whole-batch step up to float32 rounding.
+    docstring). Each call takes the whole batch and cuts its chunk out on the device
+    (`lax.dynamic_slice`, the start a cached device scalar), so a chunk costs one dispatch
+    (≈ 0.1 ms against ≈ 6 ms of work for 64 LeNet-5 images) and no host copy. The step is a
+    Python function calling compiled ones (`jax.jit` of it would unroll the loop again); it is
+    what `train_step(..., microbatch="auto")` runs for a batch that splits, when called with
+    concrete arrays. Equal to the whole-batch step up to float32 rounding.
     """
     check_method(method)
     if is_stateful(model):
@@ -212,34 +215,63 @@ def accumulating_step(model: Layer, loss: Loss, optimizer, method: str = "autodi
                          f"got {loss.reduction!r}")
     grad_fn = backprop.value_and_grad(model, loss, method, jit=False)
 
-    @partial(jax.jit, donate_argnums=(1, 2))
-    def add_chunk(params, grads, value, x, y, weight):
-        v, g = grad_fn(params, x, y)
-        return jax.tree.map(lambda a, b: a + weight * b, grads, g), value + weight * v
+    def chunk_grad(params, x, y, start, weight, n):
+        v, g = grad_fn(params, lax.dynamic_slice_in_dim(x, start, n),
+                       lax.dynamic_slice_in_dim(y, start, n))
+        return jax.tree.map(lambda b: weight * b, g), weight * v
 
-    @partial(jax.jit, donate_argnums=(0, 1) if donate else ())
     def update(params, opt_state, grads):
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state
 
-    per_example = {}
+    @partial(jax.jit, static_argnums=5)
+    def first(params, x, y, start, weight, n):
+        return chunk_grad(params, x, y, start, weight, n)
 
-    def step(params, opt_state, x, y):
-        shape = (x.shape[1:], x.dtype)
-        if microbatch == "auto" and shape not in per_example:
-            per_example[shape] = largest_intermediate_bytes(model, params, *shape)
-        sizes = chunk_sizes(x.shape[0], microbatch, per_example.get(shape, 0))
-        grads = jax.tree.map(jnp.zeros_like, params)
-        value = jnp.zeros((), jax.tree.leaves(params)[0].dtype)
-        start = 0
-        for n in sizes:
-            weight = jnp.asarray(n / x.shape[0] if loss.reduction == "mean" else 1.0, value.dtype)
-            grads, value = add_chunk(params, grads, value, x[start:start + n], y[start:start + n],
-                                     weight)
-            start += n
+    @partial(jax.jit, static_argnums=7, donate_argnums=(1, 2))
+    def add(params, grads, value, x, y, start, weight, n):
+        g, v = chunk_grad(params, x, y, start, weight, n)
+        return jax.tree.map(jnp.add, grads, g), value + v
+
+    @partial(jax.jit, static_argnums=8, donate_argnums=(0, 1, 2, 3) if donate else (2, 3))
+    def last(params, opt_state, grads, value, x, y, start, weight, n):
+        g, v = chunk_grad(params, x, y, start, weight, n)
+        params, opt_state = update(params, opt_state, jax.tree.map(jnp.add, grads, g))
+        return params, opt_state, {"loss": value + v}
+
+    @partial(jax.jit, donate_argnums=(0, 1) if donate else ())
+    def whole(params, opt_state, x, y):
+        value, grads = grad_fn(params, x, y)
         params, opt_state = update(params, opt_state, grads)
         return params, opt_state, {"loss": value}
 
+    plans = {}
+
+    def plan(params, x):
+        """[(n_c, start_c as a device int32, w_c as a device scalar)] for x's shape, cached."""
+        key = (x.shape, jnp.dtype(x.dtype), jnp.dtype(jax.tree.leaves(params)[0].dtype))
+        if key not in plans:
+            per_example = (largest_intermediate_bytes(model, params, x.shape[1:], x.dtype)
+                           if microbatch == "auto" else 0)
+            sizes = chunk_sizes(x.shape[0], microbatch, per_example)
+            starts = [sum(sizes[:i]) for i in range(len(sizes))]
+            plans[key] = [(n, jnp.asarray(s, jnp.int32),
+                           jnp.asarray(n / x.shape[0] if loss.reduction == "mean" else 1.0, key[2]))
+                          for n, s in zip(sizes, starts)]
+        return plans[key]
+
+    def step(params, opt_state, x, y):
+        chunks = plan(params, x)
+        if len(chunks) == 1:
+            return whole(params, opt_state, x, y)
+        x, y = jnp.asarray(x), jnp.asarray(y)  # on the device once, not once per chunk
+        (n, start, weight), *middle, (n_last, start_last, weight_last) = chunks
+        grads, value = first(params, x, y, start, weight, n)
+        for n, start, weight in middle:
+            grads, value = add(params, grads, value, x, y, start, weight, n)
+        return last(params, opt_state, grads, value, x, y, start_last, weight_last, n_last)
+
+    step.chunks = lambda params, x: tuple(n for n, _, _ in plan(params, x))
     return step
 
 

@@ -7,14 +7,16 @@ are pure and jit-compiled; everything with side effects (data, logging, checkpoi
 outside them. Optimisers are optax's `GradientTransformation`s.
 
 `microbatch` (None | "auto" | int, default "auto"): a plain model's batch is cut into chunks
-inside the compiled step (`jaxnn.microbatch`). On XLA:CPU this keeps evaluation's cost per
-image flat with the batch size and takes 10–20% off a large training batch (whose compile time
-about doubles: the chunks are unrolled); `microbatch.accumulating_step` (one compiled call per
-chunk) keeps training's cost per image flat too. "auto" splits by shape (LeNet-5: chunks of
-≤ 133 images, so batch 2048 is 16 chunks of 128 and a batch ≤ 133 stays whole); None never
-splits; an int sets the chunk size. Results equal the whole-batch step's up to float32
-rounding. A stateful model's training step is never split ("auto" leaves it whole; an int
-raises ValueError); its evaluation (train=False, each example on its own) splits like a plain one.
+(`jaxnn.microbatch`), so that on XLA:CPU the cost per image stays flat with the batch size
+instead of rising past ~128 LeNet-5 images. Evaluation runs the chunks in a loop inside its
+compiled step. Training, called with concrete arrays, runs one compiled call per chunk and
+applies the update in the last (`ChunkedStep`); traced inside the caller's own `jit`, or
+compiled ahead of time with `.lower`, it is one program with the chunks unrolled (10–20% off a
+large batch, about twice the compile time). "auto" splits by shape (LeNet-5: chunks of ≤ 133
+images, so batch 2048 is 16 chunks of 128 and a batch ≤ 133 stays whole); None never splits;
+an int sets the chunk size. Results equal the whole-batch step's up to float32 rounding. A
+stateful model's training step is never split ("auto" leaves it whole; an int raises
+ValueError); its evaluation (train=False, each example on its own) splits like a plain one.
 """
 
 from __future__ import annotations
@@ -63,7 +65,45 @@ def train_step(model: AnyLayer, loss: Loss, optimizer: optax.GradientTransformat
         params, opt_state = update(params, opt_state, grads)
         return params, opt_state, {"loss": value}
 
-    return jax.jit(step, donate_argnums=(0, 1) if donate else ()) if jit else step
+    if not jit:
+        return step
+    jitted = jax.jit(step, donate_argnums=(0, 1) if donate else ())
+    if not mb.check_splittable(model, microbatch) or loss.reduction not in ("mean", "sum"):
+        return jitted
+    return ChunkedStep(jitted, mb.accumulating_step(model, loss, optimizer, method, microbatch,
+                                                    donate=donate))
+
+
+class ChunkedStep:
+    """A plain model's training step that picks, per call, how to run a batch.
+
+    - concrete arrays whose batch `microbatch` cuts into several chunks: the chunks one
+      compiled call each, gradients accumulated, the update in the last call
+      (`microbatch.accumulating_step`; cost per image flat with the batch size on XLA:CPU);
+    - otherwise (one chunk, or traced inside the caller's own `jit`/`grad`/`vmap`): the one
+      compiled step, `jitted`, whose chunks (if any) are unrolled in its program.
+
+    Both give the whole-batch step's result up to float32 rounding. `lower`, `trace`,
+    `eval_shape` and other `jax.jit` attributes are `jitted`'s: compiling ahead of time gets
+    the one-program form.
+    """
+
+    def __init__(self, jitted: Callable, accumulate: Callable):
+        self.jitted, self.accumulate, self._chunks = jitted, accumulate, accumulate.chunks
+
+    def chunks(self, params, x) -> tuple[int, ...]:
+        """The chunk sizes a call with this x would run (one entry: the one compiled step)."""
+        return self._chunks(params, x)
+
+    def __call__(self, params, opt_state, x, y):
+        traced = any(isinstance(leaf, jax.core.Tracer)
+                     for leaf in jax.tree.leaves((params, opt_state, x, y)))
+        if traced or len(self.chunks(params, x)) == 1:
+            return self.jitted(params, opt_state, x, y)
+        return self.accumulate(params, opt_state, x, y)
+
+    def __getattr__(self, name):
+        return getattr(self.jitted, name)
 
 
 def eval_step(model: AnyLayer, loss: Loss | None = None, *, jit: bool = True,
@@ -103,4 +143,4 @@ def eval_step(model: AnyLayer, loss: Loss | None = None, *, jit: bool = True,
     return jax.jit(step) if jit else step
 
 
-__all__ = ["eval_step", "train_step"]
+__all__ = ["ChunkedStep", "eval_step", "train_step"]

@@ -98,3 +98,23 @@ def test_stateful_models_are_left_whole():
         microbatch.check_splittable(model, 64)
     with pytest.raises(ValueError, match="takes a plain"):
         microbatch.accumulating_step(model, losses.mse(), optax.sgd(0.1))
+
+
+def test_train_step_accumulates_concrete_batches_and_unrolls_traced_ones(problem):
+    model, params, x, labels, _ = problem
+    loss, opt = losses.softmax_cross_entropy(), optax.sgd(0.1, momentum=0.9)
+    want = train_step(model, loss, opt, microbatch=None, donate=False)(params, opt.init(params), x, labels)
+    step = train_step(model, loss, opt, microbatch=4, donate=False)
+    assert step.chunks(params, x) == (4, 3, 3) and step.chunks(params, x[:4]) == (4,)
+    calls = []
+    accumulate = step.accumulate
+    step.accumulate = lambda *a: calls.append(1) or accumulate(*a)
+    eager = step(params, opt.init(params), x, labels)
+    assert calls == [1]                                   # concrete batch of 3 chunks: accumulated
+    traced = jax.jit(step)(params, opt.init(params), x, labels)
+    assert calls == [1]                                   # under the caller's jit: one program
+    lowered = step.lower(params, opt.init(params), x, labels).compile()(params, opt.init(params), x, labels)
+    for got in (eager, traced, lowered):
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6), got, want)
+    step(params, opt.init(params), x[:4], labels[:4])
+    assert calls == [1]                                   # one chunk: the one compiled step
