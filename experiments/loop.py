@@ -163,25 +163,42 @@ def _last_good(ckpt) -> str:
             else "no checkpoint had been written yet")
 
 
-def _check_finite(name: str, metrics: list[dict], flags: list, leaf_names: list[str], epoch: int,
-                  ckpt, on_nan: str, end: bool) -> None:
+class _FiniteRows:
+    """Per step of an epoch, whether its loss (and, for a guarded step, each new state leaf) was
+    finite: a bool NumPy table, the device arrays fetched as they come (each check fetches
+    only the steps since the last, with no compiled stack of a growing list)."""
+
+    def __init__(self):
+        self.pending, self.rows, self.guarded = [], [], False
+
+    def add(self, flags: list, metrics: dict) -> None:
+        self.guarded = bool(flags)
+        self.pending.append(flags[0] if flags else metrics["loss"])
+
+    def table(self) -> np.ndarray:
+        if self.pending:
+            fetched = jax.device_get(self.pending)
+            self.rows.extend(np.atleast_1d(np.isfinite(f) if f.dtype != bool else f) for f in fetched)
+            self.pending = []
+        return np.stack(self.rows)
+
+
+def _check_finite(name: str, metrics: list[dict], rows: _FiniteRows, leaf_names: list[str],
+                  epoch: int, ckpt, on_nan: str, end: bool) -> None:
     """Raise NonFiniteLoss naming the first step of this epoch whose loss (or, for a guarded step,
-    new state) is NaN or Inf, and the first parameter that was; nothing when skipping them."""
-    if flags:
-        finite = np.asarray(jnp.stack(flags))
-        bad = np.flatnonzero(~finite.all(axis=1))
-        if on_nan == "skip" and (not end or len(bad) < len(finite)):
-            return
-    else:
-        finite = np.isfinite(np.asarray(jnp.stack([m["loss"] for m in metrics])))[:, None]
-        bad = np.flatnonzero(~finite[:, 0])
+    new state) is NaN or Inf, and the first parameter that was; nothing when skipping them.
+    An unguarded step's NaN stops the run whatever on_nan says (its state cannot be kept)."""
+    finite = rows.table()
+    bad = np.flatnonzero(~finite.all(axis=1))
+    if rows.guarded and on_nan == "skip" and (not end or len(bad) < len(finite)):
+        return
     if not bad.size:
         return
     i = int(bad[0])
     leaves = sorted((n for n, ok in zip(leaf_names, finite[i, 1:]) if not ok),
                     key=lambda n: not n.startswith("['params']"))       # parameters before optimiser state
     where = (f"first non-finite parameter {leaves[0]}" if leaves
-             else "parameters still finite" if finite.shape[1] > 1 else "parameters not checked")
+             else "parameters still finite" if rows.guarded else "parameters not checked")
     what = ("every batch of the epoch was non-finite" if on_nan == "skip"
             else "stopped (--on-nan skip skips such batches)")
     raise NonFiniteLoss(f"{name}: non-finite at epoch {epoch}, step {i}: loss "
@@ -234,7 +251,7 @@ def run(config: LoopConfig, *, init: Callable[[], Any],
         epoch_batches = batches(epoch)
         total = len(epoch_batches) if hasattr(epoch_batches, "__len__") else None
         bar = _progress(total, f"{name} epoch {epoch}/{config.epochs}", config.progress)
-        metrics, flags, t_epoch, n_steps = [], [], time.perf_counter(), 0
+        metrics, finite, t_epoch, n_steps = [], _FiniteRows(), time.perf_counter(), 0
         for i, batch in enumerate(epoch_batches):
             # A guarded step folds the key in itself: fold_in(epoch_key, i), the same key.
             args = ((epoch_key, np.int32(i)) if guarded is not None
@@ -245,29 +262,29 @@ def run(config: LoopConfig, *, init: Callable[[], Any],
                     compiled = guarded.lower(state, batch, *args).compile()
                 else:  # a step that compiles on its first call: book that call as compile
                     compiled = step
-                    state, m, *finite = jax.block_until_ready(compiled(state, batch, *args))
+                    state, m, *flags = jax.block_until_ready(compiled(state, batch, *args))
                 times["compile"] += time.perf_counter() - t0
                 t_epoch += time.perf_counter() - t0
                 if guarded is None:
                     metrics.append(m)
-                    flags.extend(finite)
+                    finite.add(flags, m)
                     n_steps += 1
                     continue
-            state, m, *finite = compiled(state, batch, *args)
+            state, m, *flags = compiled(state, batch, *args)
             metrics.append(m)
-            flags.extend(finite)
+            finite.add(flags, m)
             n_steps += 1
             if i % log_every == log_every - 1:
-                _check_finite(name, metrics, flags, leaf_names, epoch, ckpt, config.on_nan, False)
+                _check_finite(name, metrics, finite, leaf_names, epoch, ckpt, config.on_nan, False)
                 if bar is not None:
                     bar.set_postfix(loss=f"{float(m['loss']):.4f}",
                                     steps_s=f"{n_steps / (time.perf_counter() - t_epoch):.1f}")
                     bar.update(i + 1 - bar.n)
         if not metrics:
             raise UsageError(f"{name}: epoch {epoch} has no batches (is the dataset smaller than a batch?)")
-        _check_finite(name, metrics, flags, leaf_names, epoch, ckpt, config.on_nan, True)
-        kept = ([mm for mm, f in zip(metrics, np.asarray(jnp.stack(flags)).all(axis=1)) if f]
-                if flags else metrics)
+        _check_finite(name, metrics, finite, leaf_names, epoch, ckpt, config.on_nan, True)
+        kept = ([mm for mm, ok in zip(metrics, finite.table().all(axis=1)) if ok] if finite.guarded
+                else metrics)
         means = {k: float(jnp.mean(jnp.stack([mm[k] for mm in kept]))) for k in metrics[0]}
         if config.on_nan == "skip":
             means["skipped"] = len(metrics) - len(kept)

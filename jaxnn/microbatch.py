@@ -47,27 +47,39 @@ from jaxnn.core import AnyLayer, Layer, is_stateful
 from jaxnn.losses import Loss
 
 AUTO_CHUNK_BYTES = 10 * 2**20
-""""auto" keeps the largest intermediate array of one chunk's forward at or under this many
-bytes (LeNet-5: conv1's windows, 25 · 784 floats = 78,400 bytes per image: chunks of ≤ 133,
-so batch 2048 runs as 16 chunks of 128)."""
+""""auto" keeps the largest intermediate array of one chunk at or under this many bytes:
+of the forward pass for evaluation (LeNet-5: conv1's output, 6 · 784 floats = 18,816 bytes per
+image: chunks of ≤ 557, so batch 1000 runs as 2 chunks of 500 and 2048 as 4 of 512), of the
+gradient for training (conv1's windows, 25 · 784 floats = 78,400 bytes: chunks of ≤ 133, so
+batch 2048 runs as 16 chunks of 128)."""
 
 
-def largest_intermediate_bytes(model: Layer, params, example_shape, dtype=jnp.float32) -> int:
-    """Bytes per example of the largest batch-sized array in `model.apply`'s forward.
+def largest_intermediate_bytes(model: Layer, params, example_shape, dtype=jnp.float32, *,
+                               gradient: bool = False) -> int:
+    """Bytes per example of the largest batch-sized array in `model.apply`'s forward, or with
+    gradient=True in the reverse pass of its gradient with respect to the parameters (which
+    may store what the forward alone does not: LeNet-5's conv1 windows, 78,400 bytes per
+    image against its output's 18,816).
 
-    The forward is traced (nothing computed) at batch 1 and batch 2, every equation's outputs
-    included, nested ones too (`jit`, `custom_vjp`); an array's bytes per example are its
-    growth from one trace to the other, so arrays the size of the weights count for nothing.
+    The program is traced (nothing computed) at batch 2 and batch 4, every equation's outputs
+    included, nested ones too (`jit`, `custom_jvp`); an array's bytes per example are its
+    growth from one trace to the other over 2, so arrays the size of the weights count for nothing.
     """
+    def program(p, x):
+        if not gradient:
+            return model.apply(p, x)
+        return jax.grad(lambda p: jnp.sum(model.apply(p, x)))(p)
+
     def sizes(batch) -> list[int]:
-        closed = jax.make_jaxpr(model.apply)(
-            params, jax.ShapeDtypeStruct((batch, *example_shape), dtype))
+        closed = jax.make_jaxpr(program)(params, jax.ShapeDtypeStruct((batch, *example_shape), dtype))
         return list(_out_bytes(closed.jaxpr))
 
-    one, two = sizes(1), sizes(2)
-    if len(one) == len(two):
-        return max((b - a for a, b in zip(one, two)), default=0)
-    return max(max(two, default=0) - max(one, default=0), 0)
+    # Batches 2 and 4, not 1 and 2: at batch 1 some ops trace differently (size-1 axes), and
+    # the two programs must pair equation by equation.
+    two, four = sizes(2), sizes(4)
+    if len(two) == len(four):
+        return max(((b - a) // 2 for a, b in zip(two, four)), default=0)
+    return max((max(four, default=0) - max(two, default=0)) // 2, 0)
 
 
 def _out_bytes(jaxpr):
@@ -119,8 +131,9 @@ def check_splittable(model: AnyLayer, microbatch) -> bool:
     return False
 
 
-def _plan(model: Layer, microbatch, params, x) -> tuple[int, ...]:
-    per_example = (largest_intermediate_bytes(model, params, x.shape[1:], x.dtype)
+def _plan(model: Layer, microbatch, params, x, gradient: bool = False) -> tuple[int, ...]:
+    per_example = (largest_intermediate_bytes(model, params, x.shape[1:], x.dtype,
+                                              gradient=gradient)
                    if microbatch == "auto" else 0)
     return chunk_sizes(x.shape[0], microbatch, per_example)
 
@@ -177,7 +190,7 @@ def value_and_grad(model: Layer, loss: Loss, method: str = "autodiff",
         return ys, backs
 
     def chunked_value_and_grad(params, x, targets):
-        sizes = _plan(model, microbatch, params, x)
+        sizes = _plan(model, microbatch, params, x, gradient=True)
         ys, backs = pullbacks(params, _split(x, sizes))
         y = ys[0] if len(ys) == 1 else jnp.concatenate(ys)
         if method == "autodiff":
@@ -251,7 +264,8 @@ def accumulating_step(model: Layer, loss: Loss, optimizer, method: str = "autodi
         """[(n_c, start_c as a device int32, w_c as a device scalar)] for x's shape, cached."""
         key = (x.shape, jnp.dtype(x.dtype), jnp.dtype(jax.tree.leaves(params)[0].dtype))
         if key not in plans:
-            per_example = (largest_intermediate_bytes(model, params, x.shape[1:], x.dtype)
+            per_example = (largest_intermediate_bytes(model, params, x.shape[1:], x.dtype,
+                                                      gradient=True)
                            if microbatch == "auto" else 0)
             sizes = chunk_sizes(x.shape[0], microbatch, per_example)
             starts = [sum(sizes[:i]) for i in range(len(sizes))]

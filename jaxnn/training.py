@@ -12,8 +12,9 @@ instead of rising past ~128 LeNet-5 images. Evaluation runs the chunks in a loop
 compiled step. Training, called with concrete arrays, runs one compiled call per chunk and
 applies the update in the last (`ChunkedStep`); traced inside the caller's own `jit`, or
 compiled ahead of time with `.lower`, it is one program with the chunks unrolled (10–20% off a
-large batch, about twice the compile time). "auto" splits by shape (LeNet-5: chunks of ≤ 133
-images, so batch 2048 is 16 chunks of 128 and a batch ≤ 133 stays whole); None never splits;
+large batch, about twice the compile time). "auto" splits by shape (`microbatch.AUTO_CHUNK_BYTES`;
+LeNet-5 trains in chunks of ≤ 133 images, so batch 2048 is 16 chunks of 128 and a batch ≤ 133
+stays whole, and evaluates in chunks of ≤ 557); None never splits;
 an int sets the chunk size. Results equal the whole-batch step's up to float32 rounding. A
 stateful model's training step is never split ("auto" leaves it whole; an int raises
 ValueError); its evaluation (train=False, each example on its own) splits like a plain one.

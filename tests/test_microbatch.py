@@ -48,6 +48,14 @@ def test_largest_intermediate_bytes():
     assert microbatch.largest_intermediate_bytes(model, params, (7,)) == 2000 * 4
 
 
+def test_largest_intermediate_bytes_of_the_gradient():
+    # One input channel: evaluation never stores the 25 windows, the gradient's pass does.
+    model = serial(Conv2D(6, 5, padding="SAME"), Relu(), MaxPool(2), Flatten(), Dense(4))
+    _, params = model.init(jax.random.key(0), (-1, 28, 28, 1))
+    assert microbatch.largest_intermediate_bytes(model, params, (28, 28, 1)) == 6 * 784 * 4
+    assert microbatch.largest_intermediate_bytes(model, params, (28, 28, 1), gradient=True) == 25 * 784 * 4
+
+
 @pytest.mark.parametrize("method", ["autodiff", "manual"])
 @pytest.mark.parametrize("loss_name", ["softmax_cross_entropy", "sum_of_squares", "mse"])
 def test_value_and_grad_matches_plain(problem, method, loss_name):
