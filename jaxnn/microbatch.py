@@ -3,8 +3,12 @@
 On XLA:CPU the cost per image of LeNet-5 rises past a batch of ~128 (see benchmarks/README.md,
 "Cost per image against the batch size"): the same program on bigger operands, led by conv1's
 stacked windows (25 · 784 floats per image), whose buffers past that size are mapped afresh on
-every call (37.5 page faults per image at batch 2048, none at 128). Chunks keep each op at a
-chunk's size. A forward pass alone (`apply`) loops over the chunks with `lax.map`: one chunk's
+every call (37.5 page faults per image at batch 2048, none at 128). They come from glibc's
+malloc in a thread's own arena, which hands a block too large for its 64 MiB heaps to mmap and
+back to the kernel on free, so every call first-touches zeroed pages: inferred from
+`python -m benchmarks.batch_cliff --malloc`, where only MALLOC_ARENA_MAX=1 (one arena) with
+MALLOC_MMAP_MAX_=0 (no mmap) together remove the faults, one arena for all threads costing
+20% at batch 128. Chunks keep each op, and each call's buffers, at a chunk's size. A forward pass alone (`apply`) loops over the chunks with `lax.map`: one chunk's
 buffers, reused, so evaluation costs per image at 2048 what it costs at 128. A gradient
 unrolls the chunks in Python, since in a `lax.scan` the backward convolutions run 2× slower on
 XLA:CPU (jax#12868); that takes 10–20% off a large training batch, not the whole cliff (the
@@ -246,7 +250,7 @@ def accumulating_step(model: Layer, loss: Loss, optimizer, method: str = "autodi
         g, v = chunk_grad(params, x, y, start, weight, n)
         return jax.tree.map(jnp.add, grads, g), value + v
 
-    @partial(jax.jit, static_argnums=8, donate_argnums=(0, 1, 2, 3) if donate else (2, 3))
+    @partial(jax.jit, static_argnums=8, donate_argnums=(0, 1) if donate else ())
     def last(params, opt_state, grads, value, x, y, start, weight, n):
         g, v = chunk_grad(params, x, y, start, weight, n)
         params, opt_state = update(params, opt_state, jax.tree.map(jnp.add, grads, g))
