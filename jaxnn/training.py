@@ -103,7 +103,9 @@ class ChunkedStep:
             return self.jitted(params, opt_state, x, y)
         return self.accumulate(params, opt_state, x, y)
 
-    def __getattr__(self, name):
+    def __getattr__(self, name):  # only for names the instance lacks
+        if name.startswith("__") or name in ("jitted", "accumulate", "_chunks"):
+            raise AttributeError(name)  # e.g. while copying or unpickling, before __init__
         return getattr(self.jitted, name)
 
 
