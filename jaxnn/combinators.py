@@ -171,19 +171,19 @@ def parallel(*layers: AnyLayer) -> AnyLayer:
         return _unzip(_each(names, lambda i, layer, k, s: layer.init(k, s),
                             layers, keys(key), input_shapes), 3)
 
-    def forward_s(params, state, xs, *, key=None, train):
+    def each_child(method, outputs, params, state, xs, key, train):
+        """Every child's `forward` (outputs 3) or `apply` (outputs 2), regrouped by output."""
         inputs("inputs", xs)
         _check_per_child("parallel", "params", params, n)
         _check_per_child("parallel", "state", state, n)
-        return _unzip(_each(names, lambda i, layer, p, s, x: layer.forward(
-            p, s, x, key=child_key(key, i), train=train), layers, params, state, xs), 3)
+        return _unzip(_each(names, lambda i, layer, p, s, x: getattr(layer, method)(
+            p, s, x, key=child_key(key, i), train=train), layers, params, state, xs), outputs)
+
+    def forward_s(params, state, xs, *, key=None, train):
+        return each_child("forward", 3, params, state, xs, key, train)
 
     def apply_s(params, state, xs, *, key=None, train):
-        inputs("inputs", xs)
-        _check_per_child("parallel", "params", params, n)
-        _check_per_child("parallel", "state", state, n)
-        return _unzip(_each(names, lambda i, layer, p, s, x: layer.apply(
-            p, s, x, key=child_key(key, i), train=train), layers, params, state, xs), 2)
+        return each_child("apply", 2, params, state, xs, key, train)
 
     return StatefulLayer("parallel", init_s, forward_s, backward, apply_s, tuple(layers))
 

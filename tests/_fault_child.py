@@ -7,13 +7,15 @@ import sys
 
 from experiments import loop, train_lenet
 from jaxnn import checkpoint
+from tests._files import FileWrapper
 
 
-class _KilledMidWrite:
+class _KilledMidWrite(FileWrapper):
     """A file that lets two writes through, then flushes them to disk and SIGKILLs the process."""
 
     def __init__(self, f):
-        self.f, self.writes = f, 0
+        super().__init__(f)
+        self.writes = 0
 
     def write(self, data):
         if self.writes == 2:
@@ -22,15 +24,6 @@ class _KilledMidWrite:
             os.kill(os.getpid(), signal.SIGKILL)
         self.writes += 1
         return self.f.write(data)
-
-    def __getattr__(self, name):
-        return getattr(self.f, name)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.f.close()
 
 
 def main():

@@ -11,6 +11,7 @@ import pytest
 
 from jaxnn import checkpoint
 from jaxnn.checkpoint import CheckpointError, Checkpoints
+from tests._files import FileWrapper
 
 
 def _state(seed=0):
@@ -95,26 +96,18 @@ def test_a_directory_of_foreign_files_is_not_taken_for_empty(tmp_path):
         Checkpoints(tmp_path / "ckpt").restore_latest(_state())
 
 
-class _FullDisk:
+class _FullDisk(FileWrapper):
     """A file whose writes fail with ENOSPC after `room` bytes."""
 
     def __init__(self, f, room):
-        self.f, self.room = f, room
+        super().__init__(f)
+        self.room = room
 
     def write(self, data):
         self.room -= len(data)
         if self.room < 0:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return self.f.write(data)
-
-    def __getattr__(self, name):
-        return getattr(self.f, name)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.f.close()
 
 
 @pytest.mark.parametrize("fault", ["full disk", "read-only"])

@@ -11,6 +11,7 @@ import pytest
 from experiments import filters, filters_plots, train_lenet
 from experiments.loop import cli_main
 from jaxnn import data as jdata
+from tests._cli import assert_one_line_usage_error
 
 
 def test_curve_filter_is_exactly_as_printed():
@@ -59,9 +60,7 @@ def test_slide_positions_include_the_peak_in_raster_order():
     (["--out", "x", "--test-subset", "5"], "--test-subset must be ≥ 20"),
 ])
 def test_bad_arguments_are_one_line_and_exit_2(argv, message, capsys):
-    assert cli_main(filters.main, argv) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and message in err
+    assert_one_line_usage_error(filters.main, argv, message, capsys)
 
 
 @pytest.mark.realdata

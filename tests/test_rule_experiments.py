@@ -7,6 +7,7 @@ import pytest
 from experiments import hebbian, perceptron
 from experiments.kmeans import cluster_labels
 from experiments.loop import cli_main
+from tests._cli import assert_one_line_usage_error
 
 
 @pytest.mark.parametrize("module, argv, message", [
@@ -18,9 +19,7 @@ from experiments.loop import cli_main
     (hebbian, ["--clusters", "1"], "--clusters must be integers >= 2"),
 ])
 def test_bad_arguments_exit_2_with_one_line(module, argv, message, tmp_path, capsys):
-    assert cli_main(module.main, ["--out", str(tmp_path / "run"), *argv]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and message in err
+    assert_one_line_usage_error(module.main, ["--out", str(tmp_path / "run"), *argv], message, capsys)
     assert not (tmp_path / "run").exists()
 
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from experiments import spikes as experiment
-from experiments.loop import cli_main
+from tests._cli import assert_one_line_usage_error
 
 
 def test_writes_figures_and_summary(tmp_path):
@@ -26,6 +26,4 @@ def test_writes_figures_and_summary(tmp_path):
     (["--out", "x", "--trials", "0"], "--trials must be ≥ 1"),
 ])
 def test_bad_arguments_are_one_line_and_exit_2(argv, message, capsys):
-    assert cli_main(experiment.main, argv) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and message in err
+    assert_one_line_usage_error(experiment.main, argv, message, capsys)
