@@ -8,8 +8,9 @@ malloc in a thread's own arena, which hands a block too large for its 64 MiB hea
 back to the kernel on free, so every call first-touches zeroed pages: inferred from
 `python -m benchmarks.batch_cliff --malloc`, where only MALLOC_ARENA_MAX=1 (one arena) with
 MALLOC_MMAP_MAX_=0 (no mmap) together remove the faults, one arena for all threads costing
-20% at batch 128. Chunks keep each op, and each call's buffers, at a chunk's size. A forward pass alone (`apply`) loops over the chunks with `lax.map`: one chunk's
-buffers, reused, so evaluation costs per image at 2048 what it costs at 128. A gradient
+20% at batch 128. Chunks keep each op, and each call's buffers, at a chunk's size. A forward
+pass alone (`apply`) loops over the chunks with `lax.map`: one chunk's buffers, reused, so
+evaluation costs per image at 2048 no more than at 128. A gradient
 unrolls the chunks in Python, since in a `lax.scan` the backward convolutions run 2× slower on
 XLA:CPU (jax#12868); that takes 10–20% off a large training batch, not the whole cliff (the
 unrolled program still has buffers for every chunk). `accumulating_step` makes one compiled
@@ -219,7 +220,8 @@ def accumulating_step(model: Layer, loss: Loss, optimizer, method: str = "autodi
     does (the unrolled chunks of `value_and_grad` keep buffers for all of them; see the module
     docstring). Each call takes the whole batch and cuts its chunk out on the device
     (`lax.dynamic_slice`, the start a cached device scalar), so a chunk costs one dispatch
-    (≈ 0.1 ms against ≈ 6 ms of work for 64 LeNet-5 images) and no host copy. The step is a
+    (a trivial jitted call with a step's arguments: ≈ 0.3 ms, against ≈ 12 ms of work for 128
+    LeNet-5 images) and no host copy. The step is a
     Python function calling compiled ones (`jax.jit` of it would unroll the loop again); it is
     what `train_step(..., microbatch="auto")` runs for a batch that splits, when called with
     concrete arrays. Equal to the whole-batch step up to float32 rounding.
@@ -268,10 +270,7 @@ def accumulating_step(model: Layer, loss: Loss, optimizer, method: str = "autodi
         """[(n_c, start_c as a device int32, w_c as a device scalar)] for x's shape, cached."""
         key = (x.shape, jnp.dtype(x.dtype), jnp.dtype(jax.tree.leaves(params)[0].dtype))
         if key not in plans:
-            per_example = (largest_intermediate_bytes(model, params, x.shape[1:], x.dtype,
-                                                      gradient=True)
-                           if microbatch == "auto" else 0)
-            sizes = chunk_sizes(x.shape[0], microbatch, per_example)
+            sizes = _plan(model, microbatch, params, x, gradient=True)
             starts = [sum(sizes[:i]) for i in range(len(sizes))]
             plans[key] = [(n, jnp.asarray(s, jnp.int32),
                            jnp.asarray(n / x.shape[0] if loss.reduction == "mean" else 1.0, key[2]))
