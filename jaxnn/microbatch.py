@@ -60,11 +60,11 @@ batch 2048 runs as 16 chunks of 128)."""
 
 
 def largest_intermediate_bytes(model: Layer, params, example_shape, dtype=jnp.float32, *,
-                               gradient: bool = False) -> int:
+                               gradient: bool = False, method: str = "autodiff") -> int:
     """Bytes per example of the largest batch-sized array in `model.apply`'s forward, or with
-    gradient=True in the reverse pass of its gradient with respect to the parameters (which
-    may store what the forward alone does not: LeNet-5's conv1 windows, 78,400 bytes per
-    image against its output's 18,816).
+    gradient=True in the pass computing its gradient with respect to the parameters by
+    `method` (which may store what the forward alone does not: with "manual", LeNet-5's
+    conv1 windows, 78,400 bytes per image against its output's 18,816).
 
     The program is traced (nothing computed) at batch 2 and batch 4, every equation's outputs
     included, nested ones too (`jit`, `custom_jvp`); an array's bytes per example are its
@@ -73,7 +73,10 @@ def largest_intermediate_bytes(model: Layer, params, example_shape, dtype=jnp.fl
     def program(p, x):
         if not gradient:
             return model.apply(p, x)
-        return jax.grad(lambda p: jnp.sum(model.apply(p, x)))(p)
+        if check_method(method) == "autodiff":
+            return jax.grad(lambda p: jnp.sum(model.apply(p, x)))(p)
+        y, residuals = model.forward(p, x)
+        return model.backward(p, residuals, jnp.ones_like(y))[0]
 
     def sizes(batch) -> list[int]:
         closed = jax.make_jaxpr(program)(params, jax.ShapeDtypeStruct((batch, *example_shape), dtype))
@@ -136,9 +139,10 @@ def check_splittable(model: AnyLayer, microbatch) -> bool:
     return False
 
 
-def _plan(model: Layer, microbatch, params, x, gradient: bool = False) -> tuple[int, ...]:
+def _plan(model: Layer, microbatch, params, x, gradient: bool = False,
+          method: str = "autodiff") -> tuple[int, ...]:
     per_example = (largest_intermediate_bytes(model, params, x.shape[1:], x.dtype,
-                                              gradient=gradient)
+                                              gradient=gradient, method=method)
                    if microbatch == "auto" else 0)
     return chunk_sizes(x.shape[0], microbatch, per_example)
 
@@ -195,7 +199,7 @@ def value_and_grad(model: Layer, loss: Loss, method: str = "autodiff",
         return ys, backs
 
     def chunked_value_and_grad(params, x, targets):
-        sizes = _plan(model, microbatch, params, x, gradient=True)
+        sizes = _plan(model, microbatch, params, x, gradient=True, method=method)
         ys, backs = pullbacks(params, _split(x, sizes))
         y = ys[0] if len(ys) == 1 else jnp.concatenate(ys)
         if method == "autodiff":
@@ -270,7 +274,7 @@ def accumulating_step(model: Layer, loss: Loss, optimizer, method: str = "autodi
         """[(n_c, start_c as a device int32, w_c as a device scalar)] for x's shape, cached."""
         key = (x.shape, jnp.dtype(x.dtype), jnp.dtype(jax.tree.leaves(params)[0].dtype))
         if key not in plans:
-            sizes = _plan(model, microbatch, params, x, gradient=True)
+            sizes = _plan(model, microbatch, params, x, gradient=True, method=method)
             starts = [sum(sizes[:i]) for i in range(len(sizes))]
             plans[key] = [(n, jnp.asarray(s, jnp.int32),
                            jnp.asarray(n / x.shape[0] if loss.reduction == "mean" else 1.0, key[2]))

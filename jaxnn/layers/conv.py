@@ -15,6 +15,35 @@ from jaxnn.core import Layer, check_input, check_shape, fail, make_layer, positi
 from jaxnn.layers._window import check_padding, output_spatial, pad_pairs, transpose_pads
 
 _DN = ("NHWC", "HWIO", "NHWC")
+COLUMNS_BYTES = 32 * 2**20  # the largest columns (N, H_out, W_out, kh, kw, C) for the manual dx
+
+
+def by_argument(evaluate, forms):
+    """f(a, b) = evaluate(a, b), whose derivative in argument i is `jax.jvp` of forms[i] in
+    that argument alone (the total derivative is their sum: a JVP is linear in the tangents).
+    Every form must compute the same function as `evaluate`; no derivative is written here."""
+    @jax.custom_jvp
+    def f(a, b):
+        return evaluate(a, b)
+
+    @partial(f.defjvp, symbolic_zeros=True)
+    def f_jvp(primals, tangents):
+        total = None
+        for i, t in enumerate(tangents):
+            if isinstance(t, SymbolicZero):
+                continue
+
+            def along(v, i=i):
+                args = list(primals)
+                args[i] = v
+                return forms[i](*args)
+
+            _, d = jax.jvp(along, (primals[i],), (t,))
+            total = d if total is None else total + d
+        y = evaluate(*primals)
+        return y, jnp.zeros_like(y) if total is None else total
+
+    return f
 
 
 class ConvParams(NamedTuple):
@@ -44,18 +73,23 @@ def Conv2D(
                          (x correlated with dy dilated by the stride)
         dC/dx          = (dy dilated by the stride, padded) ⋆ (w flipped in space, in/out swapped)
         dC/db[o]       = Σ_{n,i,j} dy[n,i,j,o]
+    With stride 1 and columns that fit (`columns_fit`), the hand-written dC/dx is instead
+    the transpose of reading the columns, dC/dx = crop(Σ_{a,b} shift_{a,b}(dy · w[a,b]ᵀ)),
+    a matrix product (N·H_out·W_out, features) × (features, kh·kw·C) and a sum of shifted
+    copies (≈ 2× faster than XLA:CPU's transposed convolution at LeNet-5's C3).
 
     With one input channel and stride 1 (a grey-scale image entering the first layer) the
     input is unfolded into its kh·kw shifted windows P[k] = xpad[:, a:a+H_out, b:b+W_out, 0],
     k = a·kw + b, stacked as (kh·kw, N, H_out, W_out), and the correlation is one matrix
     product per output channel, y[..., o] = Σ_k w[k, o] P[k], which XLA:CPU runs faster than
-    its convolution with a single input channel (see benchmarks/README.md). The forward value
-    in `apply` is computed without storing the windows, as Σ_k w[k, :] · (x shifted by (a, b)),
-    1.8× faster evaluation of LeNet-5; JAX differentiates the windowed form (a `custom_jvp`
-    whose rule is `jax.jvp` of it: no derivative written by hand). `forward`, for the
-    hand-written chain rule, stacks the windows; its backward is:
+    its convolution with a single input channel (see benchmarks/README.md). `forward`, for
+    the hand-written chain rule, stacks the windows; its backward is:
         dC/dw[k, o] = Σ_{n,i,j} P[k, n, i, j] · dy[n, i, j, o]
         dC/dx       = crop(Σ_k shift_k(dP[k])),   dP[k] = Σ_o w[k, o] · dy[..., o]
+    `apply` computes the value without storing the windows, as Σ_k w[k, :] · (x shifted by
+    (a, b)) (1.8× faster evaluation of LeNet-5), and JAX differentiates it in w as the `lax`
+    convolution and in x as the stacked windows (a `custom_jvp` whose rule is `jax.jvp` of
+    those forms: no derivative written by hand; see `correlate`).
     """
     name = "Conv2D"
     (features,) = positive_ints(name, "features", features, 1)
@@ -100,45 +134,59 @@ def Conv2D(
             y = term if y is None else y + term
         return y.transpose(1, 2, 3, 0)
 
+    def lax_form(w, x, pads):
+        return lax.conv_general_dilated(x, w, strides, pads, dimension_numbers=_DN)
+
+    def columns_fit(x, out):
+        """Stride 1 and (N, H_out, W_out, kh, kw, C) columns of at most COLUMNS_BYTES: then the
+        hand-written input gradient is one matrix product and a sum of shifted copies, which
+        XLA:CPU runs ≈ 2× faster than its transposed convolution at LeNet-5's C3 (batch 32 to
+        512); with ≈ 60 MiB of columns (batch 1000) it is 1.3× slower."""
+        size = x.shape[0] * out[0] * out[1] * window[0] * window[1] * x.shape[3] * x.dtype.itemsize
+        return strides == (1, 1) and size <= COLUMNS_BYTES
+
+    def fold(part, spatial, pads, out):
+        """Σ_{a,b} part(a, b) placed at offset (a, b) of the padded input, cropped to the input:
+        the transpose of reading the windows xpad[:, a:a+H_out, b:b+W_out] (part: (N, H_out,
+        W_out, ...), the result (N, H, W, ...))."""
+        hp, wp = spatial[0] + sum(pads[0]), spatial[1] + sum(pads[1])
+        total = None
+        for a in range(window[0]):
+            for b in range(window[1]):
+                p = part(a, b)
+                p = jnp.pad(p, ((0, 0), (a, hp - a - out[0]), (b, wp - b - out[1]))
+                            + ((0, 0),) * (p.ndim - 3))
+                total = p if total is None else total + p
+        return total[:, pads[0][0]:pads[0][0] + spatial[0], pads[1][0]:pads[1][0] + spatial[1]]
+
     def correlate(taps, x, pads, out):
-        """The one-input-channel correlation: evaluated as `shifted`, differentiated (by JAX,
-        forward or reverse mode) as `stacked`. Same function, two formulations: XLA:CPU runs
-        `shifted` 2–9× faster alone (LeNet-5's conv1, batch 128 to 1000), but the transpose of
-        a shifted-slice form materialises 25 broadcast slices (a 2.5× slower training step),
-        while `stacked`'s derivative is two matrix products."""
-        @jax.custom_jvp
-        def f(taps, x):
-            return shifted(taps, x, pads, out)
+        """The one-input-channel correlation as JAX sees it in `apply`: evaluated as `shifted`
+        (2–9× faster than `stacked` alone, LeNet-5's C1 at batch 128 to 1000), differentiated
+        (by JAX, `jax.jvp`, forward or reverse mode) in the taps as the `lax` convolution, whose
+        transpose is a convolution of x with dy (no windows stored: a LeNet-5 training step
+        ≈ 8–10 % faster than through the windows' matrix product, and no cache cliff at large
+        batches), in x as `stacked`. Three formulations of one function."""
+        forms = (lambda t, v: lax_form(t.reshape(*window, 1, features), v, pads),
+                 lambda t, v: stacked(t, v, pads, out))
+        return by_argument(lambda t, v: shifted(t, v, pads, out), forms)(taps, x)
 
-        @partial(f.defjvp, symbolic_zeros=True)
-        def f_jvp(primals, tangents):
-            live = [i for i, t in enumerate(tangents) if not isinstance(t, SymbolicZero)]
-
-            def g(*args):
-                full = list(primals)
-                for i, a in zip(live, args):
-                    full[i] = a
-                return stacked(*full, pads, out)
-
-            return jax.jvp(g, [primals[i] for i in live], [tangents[i] for i in live])
-
-        return f(taps, x)
-
-    def run(params, x, evaluate):
-        """(y, x): the layer's output, one-channel correlations computed by `evaluate`."""
+    def run(params, x, differentiable):
+        """(y, x): the layer's output. One input channel: `apply` (differentiable=True) runs
+        `correlate`, the hand-written `forward` the stacked windows; otherwise both the `lax`
+        convolution."""
         check_input(name, x, ndim=4, trailing=(params.w.shape[2],), dtype=params.w.dtype)
         if params.w.shape[:2] != window:
             fail(name, f"expected a kernel of spatial size {window}, got w of shape {params.w.shape}")
         pads, out = geometry(x.shape[1:3])
-        if unfolded(params):
-            y = evaluate(params.w.reshape(-1, features), x, pads, out)
+        if not unfolded(params):
+            y = lax_form(params.w, x, pads)
         else:
-            y = lax.conv_general_dilated(x, params.w, strides, pads, dimension_numbers=_DN)
+            y = (correlate if differentiable else stacked)(params.w.reshape(-1, features), x, pads, out)
         return y + params.b.reshape(1, 1, 1, -1), x
 
     def forward(params, x):
         # The hand-written chain rule stacks the windows: its backward reuses them.
-        return run(params, x, stacked)
+        return run(params, x, False)
 
     def backward(params, x, dy):
         spatial = x.shape[1:3]
@@ -148,11 +196,7 @@ def Conv2D(
             taps = params.w.reshape(-1, features)
             dw = jnp.einsum("knhw,nhwo->ko", windows(x, pads, out), dy)
             dwin = jnp.einsum("ko,nhwo->knhw", taps, dy)
-            hp, wp = spatial[0] + sum(pads[0]), spatial[1] + sum(pads[1])
-            offsets = [(a, b) for a in range(window[0]) for b in range(window[1])]
-            dxpad = sum(jnp.pad(dwin[k], ((0, 0), (a, hp - a - out[0]), (b, wp - b - out[1])))
-                        for k, (a, b) in enumerate(offsets))
-            dx = dxpad[:, pads[0][0]:pads[0][0] + spatial[0], pads[1][0]:pads[1][0] + spatial[1], None]
+            dx = fold(lambda a, b: dwin[a * window[1] + b], spatial, pads, out)[..., None]
             return ConvParams(dw.reshape(params.w.shape), db), dx
         # dw: batch and channel swap roles, so x is read as "CHWN" and dy as "IHWO"; the
         # stride of the forward pass becomes a dilation of dy. The high pad crops input
@@ -162,6 +206,10 @@ def Conv2D(
         dw = lax.conv_general_dilated(
             x, dy, (1, 1), dw_pads, rhs_dilation=strides,
             dimension_numbers=("CHWN", "IHWO", "HWNC"))
+        if columns_fit(x, out):
+            # dC/dx = Σ_{a,b} shift_{a,b}(dy · w[a, b]ᵀ): the columns' transpose.
+            dcols = jnp.einsum("nhwo,abco->nhwabc", dy, params.w)
+            return ConvParams(dw, db), fold(lambda a, b: dcols[:, :, :, a, b], spatial, pads, out)
         w_flip = params.w[::-1, ::-1]  # read as HWOI: forward's outputs are now inputs
         dx = lax.conv_general_dilated(
             dy, w_flip, (1, 1), transpose_pads(spatial, window, strides, pads, out),
@@ -170,6 +218,6 @@ def Conv2D(
 
     def apply(params, x):
         # What evaluation and JAX's derivatives see: `correlate`.
-        return run(params, x, correlate)[0]
+        return run(params, x, True)[0]
 
     return make_layer(name, init, forward, backward, apply)
