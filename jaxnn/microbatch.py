@@ -1,9 +1,10 @@
 """Large batches as micro-batches: chunks inside one compiled step.
 
 On XLA:CPU the cost per image of LeNet-5 rises past a batch of ~128 (see benchmarks/README.md,
-"Cost per image against the batch size"): the same program on bigger operands, led by conv1's
-stacked windows (25 · 784 floats per image), whose buffers past that size are mapped afresh on
-every call (37.5 page faults per image at batch 2048, none at 128). They come from glibc's
+"Cost per image against the batch size"): the same program on bigger operands, whose buffers
+past that size are mapped afresh on every call (37.5 page faults per image at batch 2048, none
+at 128, measured when reverse mode still stored conv1's stacked windows, 25 · 784 floats per
+image; the hand-written chain rule still does). They come from glibc's
 malloc in a thread's own arena, which hands a block too large for its 64 MiB heaps to mmap and
 back to the kernel on free, so every call first-touches zeroed pages: inferred from
 `python -m benchmarks.batch_cliff --malloc`, where only MALLOC_ARENA_MAX=1 (one arena) with
@@ -52,11 +53,18 @@ from jaxnn.core import AnyLayer, Layer, is_stateful
 from jaxnn.losses import Loss
 
 AUTO_CHUNK_BYTES = 10 * 2**20
-""""auto" keeps the largest intermediate array of one chunk at or under this many bytes:
-of the forward pass for evaluation (LeNet-5: conv1's output, 6 · 784 floats = 18,816 bytes per
-image: chunks of ≤ 557, so batch 1000 runs as 2 chunks of 500 and 2048 as 4 of 512), of the
-gradient for training (conv1's windows, 25 · 784 floats = 78,400 bytes: chunks of ≤ 133, so
-batch 2048 runs as 16 chunks of 128)."""
+""""auto" for a forward pass keeps its largest intermediate array of one chunk at or under
+this many bytes (LeNet-5: conv1's output, 6 · 784 floats = 18,816 bytes per image: chunks of
+≤ 557, so batch 1000 runs as 2 chunks of 500 and 2048 as 4 of 512)."""
+
+AUTO_GRADIENT_BYTES = 256 * 2**20
+""""auto" for a gradient keeps the sum of its pass's batch-sized arrays (`gradient_pass_bytes`;
+the reverse pass holds the forward's residuals until it reaches them, so the sum, not the
+largest, bounds what one call holds) at or under this many bytes. LeNet-5: 1,423,936 bytes per
+image by reverse mode, 1,896,516 by the hand-written chain rule (its stacked windows): chunks of
+≤ 188 and ≤ 141, so batch 2048 runs as 11 chunks of 186 and 15 of 136 or 137. Calibrated on
+LeNet-5 here (autodiff, batch 2048 in chunks of 128 to 256: 75–78 µs per image; of 512: 81;
+whole: 82; see benchmarks/README.md)."""
 
 
 def largest_intermediate_bytes(model: Layer, params, example_shape, dtype=jnp.float32, *,
@@ -70,6 +78,23 @@ def largest_intermediate_bytes(model: Layer, params, example_shape, dtype=jnp.fl
     included, nested ones too (`jit`, `custom_jvp`); an array's bytes per example are its
     growth from one trace to the other over 2, so arrays the size of the weights count for nothing.
     """
+    two, four = _traced_bytes(model, params, example_shape, dtype, gradient, method)
+    if len(two) == len(four):
+        return max(((b - a) // 2 for a, b in zip(two, four)), default=0)
+    return max((max(four, default=0) - max(two, default=0)) // 2, 0)
+
+
+def gradient_pass_bytes(model: Layer, params, example_shape, dtype=jnp.float32, *,
+                        method: str = "autodiff") -> int:
+    """Bytes per example of all the batch-sized arrays of the pass computing the gradient with
+    respect to the parameters by `method`, summed (traced as `largest_intermediate_bytes`):
+    an upper bound on what the pass holds at once, since XLA fuses some of them away."""
+    two, four = _traced_bytes(model, params, example_shape, dtype, True, method)
+    return max((sum(four) - sum(two)) // 2, 0)
+
+
+def _traced_bytes(model, params, example_shape, dtype, gradient, method):
+    """Bytes of every equation's outputs of the program at batch 2 and at batch 4."""
     def program(p, x):
         if not gradient:
             return model.apply(p, x)
@@ -84,10 +109,7 @@ def largest_intermediate_bytes(model: Layer, params, example_shape, dtype=jnp.fl
 
     # Batches 2 and 4, not 1 and 2: at batch 1 some ops trace differently (size-1 axes), and
     # the two programs must pair equation by equation.
-    two, four = sizes(2), sizes(4)
-    if len(two) == len(four):
-        return max(((b - a) // 2 for a, b in zip(two, four)), default=0)
-    return max((max(four, default=0) - max(two, default=0)) // 2, 0)
+    return sizes(2), sizes(4)
 
 
 def _out_bytes(jaxpr):
@@ -104,19 +126,20 @@ def _out_bytes(jaxpr):
                     yield from _out_bytes(inner)
 
 
-def chunk_sizes(batch: int, microbatch: int | str | None, per_example_bytes: int = 0
-                ) -> tuple[int, ...]:
+def chunk_sizes(batch: int, microbatch: int | str | None, per_example_bytes: int = 0,
+                budget: int = AUTO_CHUNK_BYTES) -> tuple[int, ...]:
     """Sizes of the chunks a batch of `batch` examples is cut into, in order; they sum to batch.
 
     microbatch=None: (batch,). An int m: ceil(batch / m) chunks. "auto": the fewest chunks
-    whose largest intermediate (`per_example_bytes` each example) fits in AUTO_CHUNK_BYTES.
+    whose `per_example_bytes` per example fit in `budget` bytes (AUTO_CHUNK_BYTES for the
+    largest array of a forward pass, AUTO_GRADIENT_BYTES for a gradient pass's sum).
     Chunks are as equal as possible (sizes differ by at most one), so at most two chunk
     shapes are compiled: 1000 with m = 128 gives 8 chunks of 125.
     """
     if microbatch is None:
         return (batch,)
     if microbatch == "auto":
-        per_chunk = max(1, AUTO_CHUNK_BYTES // max(1, per_example_bytes))
+        per_chunk = max(1, budget // max(1, per_example_bytes))
     elif isinstance(microbatch, int) and not isinstance(microbatch, bool) and microbatch > 0:
         per_chunk = microbatch
     else:
@@ -141,10 +164,12 @@ def check_splittable(model: AnyLayer, microbatch) -> bool:
 
 def _plan(model: Layer, microbatch, params, x, gradient: bool = False,
           method: str = "autodiff") -> tuple[int, ...]:
-    per_example = (largest_intermediate_bytes(model, params, x.shape[1:], x.dtype,
-                                              gradient=gradient, method=method)
-                   if microbatch == "auto" else 0)
-    return chunk_sizes(x.shape[0], microbatch, per_example)
+    if microbatch != "auto":
+        return chunk_sizes(x.shape[0], microbatch)
+    if gradient:
+        return chunk_sizes(x.shape[0], "auto", gradient_pass_bytes(
+            model, params, x.shape[1:], x.dtype, method=method), AUTO_GRADIENT_BYTES)
+    return chunk_sizes(x.shape[0], "auto", largest_intermediate_bytes(model, params, x.shape[1:], x.dtype))
 
 
 def _split(x, sizes):
@@ -296,5 +321,5 @@ def accumulating_step(model: Layer, loss: Loss, optimizer, method: str = "autodi
     return step
 
 
-__all__ = ["AUTO_CHUNK_BYTES", "accumulating_step", "apply", "check_splittable", "chunk_sizes",
-           "largest_intermediate_bytes", "value_and_grad"]
+__all__ = ["AUTO_CHUNK_BYTES", "AUTO_GRADIENT_BYTES", "accumulating_step", "apply", "check_splittable", "chunk_sizes",
+           "gradient_pass_bytes", "largest_intermediate_bytes", "value_and_grad"]

@@ -61,6 +61,19 @@ def test_largest_intermediate_bytes_of_the_gradient():
 
 
 @pytest.mark.parametrize("method", ["autodiff", "manual"])
+def test_gradient_chunks_from_the_summed_pass(monkeypatch, method):
+    # "auto" sizes a gradient's chunks by the sum of its pass's batch-sized arrays.
+    model = serial(Dense(3), Relu(), Dense(2))
+    _, params = model.init(jax.random.key(0), (-1, 5))
+    per = microbatch.gradient_pass_bytes(model, params, (5,), method=method)
+    largest = microbatch.largest_intermediate_bytes(model, params, (5,), gradient=True, method=method)
+    assert per > largest > 0
+    monkeypatch.setattr(microbatch, "AUTO_GRADIENT_BYTES", 3 * per)
+    step = train_step(model, losses.mse(), optax.sgd(0.1), method, microbatch="auto")
+    assert step.chunks(params, jnp.zeros((10, 5))) == (3, 3, 2, 2)
+
+
+@pytest.mark.parametrize("method", ["autodiff", "manual"])
 @pytest.mark.parametrize("loss_name", ["softmax_cross_entropy", "sum_of_squares", "mse"])
 def test_value_and_grad_matches_plain(problem, method, loss_name):
     model, params, x, labels, targets = problem
