@@ -9,15 +9,16 @@ outside them. Optimisers are optax's `GradientTransformation`s.
 `microbatch` (None | "auto" | int, default "auto"): a plain model's batch is cut into chunks
 (`jaxnn.microbatch`), so that on XLA:CPU the cost per image stays flat with the batch size
 instead of rising past ~128 LeNet-5 images. Evaluation runs the chunks in a loop inside its
-compiled step. Training, called with concrete arrays, runs one compiled call per chunk and
-applies the update in the last (`ChunkedStep`); traced inside the caller's own `jit`, or
-compiled ahead of time with `.lower`, it is one program with the chunks unrolled (10–20% off a
-large batch, about twice the compile time). "auto" splits by shape (`microbatch.AUTO_CHUNK_BYTES`;
-LeNet-5 trains in chunks of ≤ 133 images, so batch 2048 is 16 chunks of 128 and a batch ≤ 133
-stays whole, and evaluates in chunks of ≤ 557); None never splits;
-an int sets the chunk size. Results equal the whole-batch step's up to float32 rounding. A
-stateful model's training step is never split ("auto" leaves it whole; an int raises
-ValueError); its evaluation (train=False, each example on its own) splits like a plain one.
+compiled step. Training, called with concrete arrays, runs either one program with the chunks
+unrolled or one compiled call per chunk with the update in the last (`ChunkedStep`, which
+picks by what the gradient pass holds); traced inside the caller's own `jit`, or compiled ahead
+of time with `.lower`, it is the one program. "auto" splits by shape
+(`microbatch.AUTO_GRADIENT_BYTES` for training: LeNet-5 in chunks of ≤ 188 images by reverse
+mode, ≤ 141 by the hand-written rule; `AUTO_CHUNK_BYTES` for evaluation: chunks of ≤ 557);
+None never splits; an int sets the chunk size. Results equal the whole-batch step's up to
+float32 rounding. A stateful model's training step is never split ("auto" leaves it whole; an
+int raises ValueError); its evaluation (train=False, each example on its own) splits like a
+plain one.
 """
 
 from __future__ import annotations
@@ -71,26 +72,49 @@ def train_step(model: AnyLayer, loss: Loss, optimizer: optax.GradientTransformat
     jitted = jax.jit(step, donate_argnums=(0, 1) if donate else ())
     if not mb.check_splittable(model, microbatch) or loss.reduction not in ("mean", "sum"):
         return jitted
+    unrolled = {}
+
+    def one_program(params, x):
+        key = (x.shape[1:], jnp.dtype(x.dtype), jnp.dtype(jax.tree.leaves(params)[0].dtype))
+        if key not in unrolled:
+            unrolled[key] = not mb.gradient_stores_more(model, params, x.shape[1:], x.dtype,
+                                                        method=method)
+        return unrolled[key]
+
     return ChunkedStep(jitted, mb.accumulating_step(model, loss, optimizer, method, microbatch,
-                                                    donate=donate))
+                                                    donate=donate), one_program)
 
 
 class ChunkedStep:
     """A plain model's training step that picks, per call, how to run a batch.
 
-    - concrete arrays whose batch `microbatch` cuts into several chunks: the chunks one
-      compiled call each, gradients accumulated, the update in the last call
-      (`microbatch.accumulating_step`; cost per image flat with the batch size on XLA:CPU);
-    - otherwise (one chunk, or traced inside the caller's own `jit`/`grad`/`vmap`): the one
-      compiled step, `jitted`, whose chunks (if any) are unrolled in its program.
+    - concrete arrays whose batch `microbatch` cuts into several chunks, with a gradient pass
+      that holds a larger array per example than the forward (`microbatch.gradient_stores_more`:
+      LeNet-5 by the hand-written chain rule): the chunks one compiled call each, gradients
+      accumulated, the update in the last call (`microbatch.accumulating_step`);
+    - otherwise (one chunk, a gradient pass that holds nothing larger than the forward, or
+      traced inside the caller's own `jit`/`grad`/`vmap`): the one compiled step, `jitted`,
+      whose chunks (if any) are unrolled in its program.
+    `form(params, x)` says which. Measured on LeNet-5 (benchmarks/README.md), per image
+    against whole batches of 128 trained one after the other: reverse mode unrolled 0.93–1.04×
+    at batch 512–2048, chunk by chunk 1.07–1.13×; the hand-written rule chunk by chunk
+    0.94–0.96×, unrolled 1.31–1.35×.
 
     Both give the whole-batch step's result up to float32 rounding. `lower`, `trace`,
     `eval_shape` and other `jax.jit` attributes are `jitted`'s: compiling ahead of time gets
     the one-program form.
     """
 
-    def __init__(self, jitted: Callable, accumulate: Callable):
+    def __init__(self, jitted: Callable, accumulate: Callable,
+                 one_program: Callable = lambda params, x: False):
         self.jitted, self.accumulate, self._chunks = jitted, accumulate, accumulate.chunks
+        self._one_program = one_program
+
+    def form(self, params, x) -> str:
+        """"one program" or "chunk by chunk": how a call with these concrete arrays runs."""
+        if len(self.chunks(params, x)) == 1 or self._one_program(params, x):
+            return "one program"
+        return "chunk by chunk"
 
     def chunks(self, params, x) -> tuple[int, ...]:
         """The chunk sizes a call with this x would run (one entry: the one compiled step)."""
@@ -99,12 +123,12 @@ class ChunkedStep:
     def __call__(self, params, opt_state, x, y):
         traced = any(isinstance(leaf, jax.core.Tracer)
                      for leaf in jax.tree.leaves((params, opt_state, x, y)))
-        if traced or len(self.chunks(params, x)) == 1:
+        if traced or self.form(params, x) == "one program":
             return self.jitted(params, opt_state, x, y)
         return self.accumulate(params, opt_state, x, y)
 
     def __getattr__(self, name):  # only for names the instance lacks
-        if name.startswith("__") or name in ("jitted", "accumulate", "_chunks"):
+        if name.startswith("__") or name in ("jitted", "accumulate", "_chunks", "_one_program"):
             raise AttributeError(name)  # e.g. while copying or unpickling, before __init__
         return getattr(self.jitted, name)
 
