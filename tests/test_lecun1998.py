@@ -81,7 +81,10 @@ def test_lecun1998_manual_grads_equal_autodiff(lecun1998):
     model, _, params = lecun1998
     x = jax.random.normal(jax.random.key(2), (4, 28, 28, 1))
     labels = jnp.arange(4) % 10
-    grads_a, grads_m = assert_manual_equals_autodiff(model, params, x, labels, rtol=1e-4)
+    # atol: reverse mode takes C1's weight gradient as a convolution of x with dy, the
+    # hand-written rule as a matrix product of the stacked windows; the sums of 3,136 products
+    # round differently, each within 6.1e-6 of the float64 gradient (largest entry ≈ 1.4).
+    grads_a, grads_m = assert_manual_equals_autodiff(model, params, x, labels, rtol=1e-4, atol=2e-5)
     c3_index = [name for name, _ in lenet5_stages("lecun1998")].index("C3")
     for grads in (grads_a, grads_m):
         np.testing.assert_array_equal(np.asarray(grads[c3_index].w)[:, :, ~nn.LENET5_C3_TABLE], 0.0)
