@@ -1,7 +1,10 @@
-"""Conv2D with one input channel: evaluated as shifted slices, differentiated as stacked windows.
+"""Conv2D's formulations against a plain `lax` convolution.
 
-The two forms compute one function; these tests hold JAX's derivatives of `apply` (forward and
-reverse mode, either argument alone, second order) to those of a plain `lax` convolution.
+With one input channel `apply` evaluates shifted slices and JAX differentiates a `lax`
+convolution in w and the stacked windows in x: these tests hold JAX's derivatives of `apply`
+(forward and reverse mode, either argument alone, second order) to those of the `lax`
+convolution. The hand-written backward's input gradient at stride 1 goes through the columns,
+or the transposed convolution when they do not fit: both are checked against reverse mode.
 """
 
 import jax
@@ -58,3 +61,26 @@ def test_reverse_and_second_order(case):
     v = jax.random.normal(jax.random.key(4), x.shape, x.dtype)
     hvp = lambda f: jax.jvp(lambda u: jax.grad(f, argnums=1)(params, u), (x,), (v,))[1]  # noqa: E731
     np.testing.assert_allclose(hvp(ours), hvp(theirs), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("columns_bytes", [None, 0])
+@pytest.mark.parametrize("padding", ["SAME", "VALID"])
+def test_hand_written_input_gradient_both_paths(monkeypatch, columns_bytes, padding):
+    # Stride 1, several input channels: dC/dx through the columns (default), or, when they
+    # do not fit (COLUMNS_BYTES = 0), as the transposed convolution; both equal reverse mode.
+    from jaxnn.layers import conv
+
+    if columns_bytes is not None:
+        monkeypatch.setattr(conv, "COLUMNS_BYTES", columns_bytes)
+    with jax.enable_x64(True):
+        layer = Conv2D(4, (3, 2), padding=padding, dtype=jnp.float64)
+        _, params = layer.init(jax.random.key(0), (-1, 6, 5, 3))
+        x = jax.random.normal(jax.random.key(1), (2, 6, 5, 3), jnp.float64)
+        y, residuals = layer.forward(params, x)
+        dy = jax.random.normal(jax.random.key(2), y.shape, y.dtype)
+        dparams, dx = layer.backward(params, residuals, dy)
+        want_dparams, want_dx = jax.vjp(lambda p, v: reference(p, v, padding), params, x)[1](dy)
+        jaxpr = str(jax.make_jaxpr(layer.backward)(params, residuals, dy))
+        assert jaxpr.count("conv_general_dilated") == (1 if columns_bytes is None else 2)
+    np.testing.assert_allclose(dx, want_dx, rtol=1e-12, atol=1e-12)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12), dparams, want_dparams)
