@@ -14,8 +14,9 @@ the core count, and one thread), since two threads collapse while another proces
 Training: Adam 1e-3, softmax cross-entropy (mean over the batch). Evaluation: logits, argmax
 hits and the summed loss, no gradients (`torch.no_grad` for PyTorch).
 jaxnn rows: "whole" is `microbatch=None`; "auto" is the default `microbatch="auto"`, which for
-training runs one compiled call per chunk (`microbatch.accumulating_step`, what `train_step`
-does with concrete arrays) and for evaluation loops the chunks in one call; "unrolled" is the
+training runs what `train_step` picks for concrete arrays (`ChunkedStep.form`: the unrolled
+program for reverse mode, one compiled call per chunk, `microbatch.accumulating_step`, for the
+hand-written rule) and for evaluation loops the chunks in one call; "unrolled" is the
 one-program training form (`train_step(...).jitted`, the chunks unrolled, what a caller's own
 `jit` gets); see jaxnn.microbatch.
 """
