@@ -96,7 +96,7 @@ class ChunkedStep:
       traced inside the caller's own `jit`/`grad`/`vmap`): the one compiled step, `jitted`,
       whose chunks (if any) are unrolled in its program.
     `form(params, x)` says which. Measured on LeNet-5 (benchmarks/README.md), per image
-    against whole batches of 128 trained one after the other: reverse mode unrolled 0.93–1.04×
+    against whole batches of 128 trained one after the other: reverse mode unrolled 0.93–1.07×
     at batch 512–2048, chunk by chunk 1.07–1.13×; the hand-written rule chunk by chunk
     0.94–0.96×, unrolled 1.31–1.35×.
 

@@ -164,7 +164,7 @@ def Conv2D(
         (2–9× faster than `stacked` alone, LeNet-5's C1 at batch 128 to 1000), differentiated
         (by JAX, `jax.jvp`, forward or reverse mode) in the taps as the `lax` convolution, whose
         transpose is a convolution of x with dy (no windows stored: a LeNet-5 training step
-        ≈ 8–10 % faster than through the windows' matrix product, and no cache cliff at large
+        7–12 % faster than through the windows' matrix product, and no cache cliff at large
         batches), in x as `stacked`. Three formulations of one function."""
         forms = (lambda t, v: lax_form(t.reshape(*window, 1, features), v, pads),
                  lambda t, v: stacked(t, v, pads, out))
