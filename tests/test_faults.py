@@ -107,6 +107,47 @@ def test_a_nan_stops_the_run_naming_step_and_parameter_and_keeps_the_last_checkp
                                                    "opt": {"m": jnp.zeros(())}})[1]["params"]["w"]))
 
 
+def _poisoned_state_run(tmp_path, bad):
+    """The loss stays finite; at (epoch, step) `bad` the optimiser-state leaf becomes inf."""
+    @jax.jit
+    def step(state, batch, key):
+        x, poison = batch
+        w = state["params"]["w"] - 0.1 * x
+        return ({"params": {"w": w}, "opt": {"m": state["opt"]["m"] + 1.0 + poison}},
+                {"loss": jnp.sum(w * w)})
+
+    def batches(epoch):
+        return [(jnp.ones(3, jnp.float32), jnp.float32(np.inf if (epoch, i) == bad else 0.0))
+                for i in range(4)]
+
+    cfg = loop.LoopConfig(out=str(tmp_path / "toy"), epochs=3, progress=False, plots=False)
+    return loop.run(cfg, init=lambda: {"params": {"w": jnp.zeros(3)}, "opt": {"m": jnp.zeros(())}},
+                    step=step, batches=batches, name="toy")
+
+
+@pytest.mark.parametrize("bad_step", [1, 3])   # mid-epoch, and the epoch's last step
+def test_a_state_that_turns_non_finite_under_a_finite_loss_names_that_step(tmp_path, bad_step):
+    # The stop-mode check reads each step's starting state: step i's new state is checked by
+    # step i + 1, the epoch's last one after the epoch. The report must still name step i.
+    with pytest.raises(loop.NonFiniteLoss, match=rf"^toy: non-finite at epoch 2, step {bad_step}: "
+                                                 r"loss \d[\d.e+-]*, first non-finite parameter "
+                                                 r"\['opt'\]\['m'\]; stopped .*last good checkpoint is "
+                                                 r"epoch 1 in "):
+        _poisoned_state_run(tmp_path, (2, bad_step))
+    assert checkpoint.Checkpoints(tmp_path / "toy" / "checkpoints").steps() == [1]
+
+
+def test_the_stop_mode_flags_line_up_with_their_steps():
+    rows = loop._FiniteRows(lagged=True)
+    # Each step reports its loss and the leaves of the state it started from.
+    for loss_ok, start_ok in [(True, [True, True]), (True, [True, True]), (True, [False, True])]:
+        rows.add([np.array([loss_ok, *start_ok])], {})
+    table = rows.table()
+    np.testing.assert_array_equal(table, [[True, True, True], [True, False, True], [True, True, True]])
+    rows.finish(np.array([False, False]))            # the epoch's last state
+    np.testing.assert_array_equal(rows.table()[-1], [True, False, False])
+
+
 def test_on_nan_skip_skips_the_batch_and_counts_it(tmp_path):
     summary = _toy_run(tmp_path, "skip")
     rows = loop.read_metrics(tmp_path / "toy" / "metrics.csv")
