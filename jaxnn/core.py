@@ -75,7 +75,11 @@ class Layer(NamedTuple):
 
 
 class StatefulLayer(NamedTuple):
-    """A layer with state, a key and a train/eval switch (see the module docstring)."""
+    """A layer with state, a key and a train/eval switch (see the module docstring).
+
+    `lifted`: the plain layer that `stateful` lifted (state `()`, key and train ignored), else
+    None; a training step splits its batch like a plain model's (`jaxnn.microbatch`).
+    """
 
     name: str
     init: Callable[[PRNGKey, Any], tuple[Any, Params, Any]]
@@ -83,6 +87,7 @@ class StatefulLayer(NamedTuple):
     backward: BackwardFn
     apply: Callable[..., tuple[Any, Any]]
     children: tuple = ()
+    lifted: Layer | None = None
 
 
 AnyLayer = Layer | StatefulLayer
@@ -144,7 +149,7 @@ def stateful(layer: AnyLayer) -> StatefulLayer:
     def apply(params, state, x, *, key=None, train):
         return layer.apply(params, x), state
 
-    return StatefulLayer(layer.name, init, forward, layer.backward, apply, layer.children)
+    return StatefulLayer(layer.name, init, forward, layer.backward, apply, layer.children, layer)
 
 
 def fixed_state(layer: StatefulLayer, state: Any, *, key: PRNGKey | None = None,

@@ -34,9 +34,12 @@ taken per chunk, then over chunks). method="autodiff" pulls back with `jax.vjp` 
 `model.apply`, method="manual" with the layers' hand-written `backward`.
 
 `microbatch`: None (never split), "auto" (split by shape, see `chunk_sizes`) or an int
-(images per chunk). Only plain (stateless) layers are split: a stateful model (BatchNorm's
-batch statistics, a Dropout key per call) would compute something else per chunk, so
-"auto" leaves it whole and an int raises `ValueError`.
+(images per chunk). With "auto" a gradient is split twice: into calls of `accumulating_step`
+by AUTO_GRADIENT_BYTES, and inside one program or one call into unrolled chunks by
+AUTO_UNROLL_BYTES (smaller chunks, unrolled, ran faster per image than one whole chunk here).
+Only plain (stateless) layers are split, and plain layers that `stateful` lifted: a stateful
+model (BatchNorm's batch statistics, a Dropout key per call) would compute something else per
+chunk, so "auto" leaves it whole and an int raises `ValueError`.
 """
 
 from __future__ import annotations
@@ -59,6 +62,19 @@ AUTO_CHUNK_BYTES = 10 * 2**20
 """"auto" for a forward pass keeps its largest intermediate array of one chunk at or under
 this many bytes (LeNet-5: conv1's output, 6 · 784 floats = 18,816 bytes per image: chunks of
 ≤ 557, so batch 1000 runs as 2 chunks of 500 and 2048 as 4 of 512)."""
+
+AUTO_UNROLL_BYTES = 44 * 2**20
+""""auto" for the chunks of one compiled gradient pass (`value_and_grad`, unrolled): the sum of
+a chunk's batch-sized arrays (`gradient_pass_bytes`) at or under this many bytes. LeNet-5:
+chunks of ≤ 32 by reverse mode, ≤ 24 by the hand-written chain rule, so a batch of 128 runs as
+4 chunks of 32 (or 6 of 21–22). Calibrated on LeNet-5 here (benchmarks/README.md): a training
+step of 128 in chunks of 64 / 32 / 16 cost 0.95 / 0.88 / 0.92× the whole batch's by reverse
+mode (the experiment loop's step); by the hand-written rule, chunks of 32 0.70–0.71×."""
+
+MAX_UNROLLED = 16
+"""`jaxnn.train_step` runs a batch as one program only while it unrolls at most this many
+chunks (the compile time grows with them: ≈ 4.8 s for 32 chunks of LeNet-5); more run as
+calls of `accumulating_step`."""
 
 AUTO_GRADIENT_BYTES = 256 * 2**20
 """"auto" for a gradient keeps the sum of its pass's batch-sized arrays (`gradient_pass_bytes`;
@@ -165,10 +181,10 @@ def chunk_sizes(batch: int, microbatch: int | str | None, per_example_bytes: int
 
 
 def check_splittable(model: AnyLayer, microbatch) -> bool:
-    """Whether to split: True for a plain Layer unless microbatch is None; False for a
-    `StatefulLayer` with microbatch None or "auto"; a stateful model with an int raises
-    ValueError naming it."""
-    if not is_stateful(model):
+    """Whether to split: True for a plain Layer (or one `stateful` lifted, `model.lifted`)
+    unless microbatch is None; False for a `StatefulLayer` with microbatch None or "auto"; a
+    stateful model with an int raises ValueError naming it."""
+    if not is_stateful(model) or model.lifted is not None:
         return microbatch is not None
     if microbatch not in (None, "auto"):
         raise ValueError(f"{model.name}: micro-batching a stateful model changes what it computes "
@@ -178,12 +194,13 @@ def check_splittable(model: AnyLayer, microbatch) -> bool:
 
 
 def _plan(model: Layer, microbatch, params, x, gradient: bool = False,
-          method: str = "autodiff") -> tuple[int, ...]:
+          method: str = "autodiff", budget: int | None = None) -> tuple[int, ...]:
     if microbatch != "auto":
         return chunk_sizes(x.shape[0], microbatch)
     if gradient:
         return chunk_sizes(x.shape[0], "auto", gradient_pass_bytes(
-            model, params, x.shape[1:], x.dtype, method=method), AUTO_GRADIENT_BYTES)
+            model, params, x.shape[1:], x.dtype, method=method),
+            AUTO_UNROLL_BYTES if budget is None else budget)
     return chunk_sizes(x.shape[0], "auto", largest_intermediate_bytes(model, params, x.shape[1:], x.dtype))
 
 
@@ -276,7 +293,9 @@ def accumulating_step(model: Layer, loss: Loss, optimizer, method: str = "autodi
     if loss.reduction not in ("mean", "sum"):
         raise ValueError(f"{loss.name}: accumulating chunks needs reduction 'mean' or 'sum', "
                          f"got {loss.reduction!r}")
-    grad_fn = backprop.value_and_grad(model, loss, method, jit=False)
+    # Each call's chunk is itself cut into unrolled chunks ("auto": AUTO_UNROLL_BYTES).
+    grad_fn = (value_and_grad(model, loss, method, "auto") if microbatch == "auto"
+               else backprop.value_and_grad(model, loss, method, jit=False))
 
     def chunk_grad(params, x, y, start, weight, n):
         v, g = grad_fn(params, lax.dynamic_slice_in_dim(x, start, n),
@@ -314,7 +333,8 @@ def accumulating_step(model: Layer, loss: Loss, optimizer, method: str = "autodi
         """[(n_c, start_c as a device int32, w_c as a device scalar)] for x's shape, cached."""
         key = (x.shape, jnp.dtype(x.dtype), jnp.dtype(jax.tree.leaves(params)[0].dtype))
         if key not in plans:
-            sizes = _plan(model, microbatch, params, x, gradient=True, method=method)
+            sizes = _plan(model, microbatch, params, x, gradient=True, method=method,
+                          budget=AUTO_GRADIENT_BYTES)
             starts = [sum(sizes[:i]) for i in range(len(sizes))]
             plans[key] = [(n, jnp.asarray(s, jnp.int32),
                            jnp.asarray(n / x.shape[0] if loss.reduction == "mean" else 1.0, key[2]))
@@ -336,6 +356,8 @@ def accumulating_step(model: Layer, loss: Loss, optimizer, method: str = "autodi
     return step
 
 
-__all__ = ["AUTO_CHUNK_BYTES", "AUTO_GRADIENT_BYTES", "accumulating_step", "apply", "check_splittable", "chunk_sizes",
+__all__ = ["AUTO_CHUNK_BYTES", "AUTO_GRADIENT_BYTES", "AUTO_UNROLL_BYTES", "MAX_UNROLLED", "accumulating_step",
+           "apply",
+           "check_splittable", "chunk_sizes",
            "gradient_pass_bytes", "gradient_stores_more", "largest_intermediate_bytes",
            "value_and_grad"]

@@ -12,13 +12,15 @@ instead of rising past ~128 LeNet-5 images. Evaluation runs the chunks in a loop
 compiled step. Training, called with concrete arrays, runs either one program with the chunks
 unrolled or one compiled call per chunk with the update in the last (`ChunkedStep`, which
 picks by what the gradient pass holds); traced inside the caller's own `jit`, or compiled ahead
-of time with `.lower`, it is the one program. "auto" splits by shape
-(`microbatch.AUTO_GRADIENT_BYTES` for training: LeNet-5 in chunks of ≤ 188 images by reverse
-mode, ≤ 141 by the hand-written rule; `AUTO_CHUNK_BYTES` for evaluation: chunks of ≤ 557);
-None never splits; an int sets the chunk size. Results equal the whole-batch step's up to
-float32 rounding. A stateful model's training step is never split ("auto" leaves it whole; an
-int raises ValueError); its evaluation (train=False, each example on its own) splits like a
-plain one.
+of time with `.lower`, it is the one program. "auto" splits by shape: the calls by
+`microbatch.AUTO_GRADIENT_BYTES` (LeNet-5: ≤ 188 images by reverse mode, ≤ 141 by the
+hand-written rule), the unrolled chunks of one program or one call by `AUTO_UNROLL_BYTES`
+(≤ 32 and ≤ 24: a batch of 128 trains as 4 × 32, ≈ 0.9× the whole batch's time), evaluation
+by `AUTO_CHUNK_BYTES` (chunks of ≤ 557); None never splits; an int sets the chunk size.
+Results equal the whole-batch step's up to float32 rounding. A stateful model's training step
+is never split ("auto" leaves it whole; an int raises ValueError) unless `stateful` lifted a
+plain model (`model.lifted`: no state, no key), which splits like the plain one; evaluation
+(train=False, each example on its own) splits either way.
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ def train_step(model: AnyLayer, loss: Loss, optimizer: optax.GradientTransformat
     With donate=True the old params, state and optimiser state buffers are reused for the
     new ones (do not read the arguments after the call).
     """
+    if is_stateful(model) and model.lifted is not None and mb.check_splittable(model, microbatch):
+        return _lifted_step(train_step(model.lifted, loss, optimizer, method, jit=False,
+                                       microbatch=microbatch), jit, donate)
     if mb.check_splittable(model, microbatch):
         grad_fn = mb.value_and_grad(model, loss, method, microbatch)
     else:
@@ -75,26 +80,37 @@ def train_step(model: AnyLayer, loss: Loss, optimizer: optax.GradientTransformat
     unrolled = {}
 
     def one_program(params, x):
-        key = (x.shape[1:], jnp.dtype(x.dtype), jnp.dtype(jax.tree.leaves(params)[0].dtype))
+        key = (x.shape, jnp.dtype(x.dtype), jnp.dtype(jax.tree.leaves(params)[0].dtype))
         if key not in unrolled:
-            unrolled[key] = not mb.gradient_stores_more(model, params, x.shape[1:], x.dtype,
-                                                        method=method)
+            chunks = mb._plan(model, microbatch, params, x, gradient=True, method=method)
+            unrolled[key] = (len(chunks) <= mb.MAX_UNROLLED
+                             and not mb.gradient_stores_more(model, params, x.shape[1:], x.dtype,
+                                                             method=method))
         return unrolled[key]
 
     return ChunkedStep(jitted, mb.accumulating_step(model, loss, optimizer, method, microbatch,
                                                     donate=donate), one_program)
 
 
+def _lifted_step(plain_step: Callable, jit: bool, donate: bool) -> Callable:
+    """The stateful signature around a lifted plain model's step (its state `()` passes
+    through, the key is unused); jitted, its chunks are unrolled in the one program."""
+    def step_s(params, state, opt_state, x, y, key=None):
+        params, opt_state, metrics = plain_step(params, opt_state, x, y)
+        return params, state, opt_state, metrics
+    return jax.jit(step_s, donate_argnums=(0, 1, 2) if donate else ()) if jit else step_s
+
+
 class ChunkedStep:
     """A plain model's training step that picks, per call, how to run a batch.
 
-    - concrete arrays whose batch `microbatch` cuts into several chunks, with a gradient pass
+    - concrete arrays whose batch `microbatch` cuts into several calls, with a gradient pass
       that holds a larger array per example than the forward (`microbatch.gradient_stores_more`:
-      LeNet-5 by the hand-written chain rule): the chunks one compiled call each, gradients
-      accumulated, the update in the last call (`microbatch.accumulating_step`);
-    - otherwise (one chunk, a gradient pass that holds nothing larger than the forward, or
-      traced inside the caller's own `jit`/`grad`/`vmap`): the one compiled step, `jitted`,
-      whose chunks (if any) are unrolled in its program.
+      LeNet-5 by the hand-written chain rule) or more than `microbatch.MAX_UNROLLED` unrolled
+      chunks: one compiled call per chunk of calls, gradients accumulated, the update in the
+      last call (`microbatch.accumulating_step`);
+    - otherwise (one call, or traced inside the caller's own `jit`/`grad`/`vmap`): the one
+      compiled step, `jitted`, whose chunks (if any) are unrolled in its program.
     `form(params, x)` says which. Measured on LeNet-5 (benchmarks/README.md), per image
     against whole batches of 128 trained one after the other: reverse mode unrolled 0.93–1.07×
     at batch 512–2048, chunk by chunk 1.07–1.13×; the hand-written rule chunk by chunk

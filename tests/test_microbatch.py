@@ -74,6 +74,49 @@ def test_gradient_chunks_from_the_summed_pass(monkeypatch, method):
 
 
 @pytest.mark.parametrize("method", ["autodiff", "manual"])
+def test_auto_calls_hold_unrolled_chunks(monkeypatch, problem, method):
+    # "auto": one call per AUTO_GRADIENT_BYTES of the gradient pass, and inside each call (or
+    # the one program) chunks of AUTO_UNROLL_BYTES, unrolled; both equal the whole step.
+    model, params, x, labels, _ = problem
+    per = microbatch.gradient_pass_bytes(model, params, x.shape[1:], method=method)
+    monkeypatch.setattr(microbatch, "AUTO_GRADIENT_BYTES", 5 * per)
+    monkeypatch.setattr(microbatch, "AUTO_UNROLL_BYTES", 2 * per)
+    loss, opt = losses.softmax_cross_entropy(), optax.sgd(0.1)
+    want = train_step(model, loss, opt, method, microbatch=None, donate=False)(
+        params, opt.init(params), x, labels)
+    step = train_step(model, loss, opt, method, microbatch="auto", donate=False)
+    assert step.chunks(params, x) == (5, 5)                            # the calls
+    sizes = []
+    real = microbatch._split
+    monkeypatch.setattr(microbatch, "_split", lambda a, s: sizes.append(s) or real(a, s))
+    for got in (step.accumulate(params, opt.init(params), x, labels),
+                step.jitted(params, opt.init(params), x, labels)):
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6), got, want)
+    assert (2, 2, 1) in sizes                                          # each call's 5, unrolled
+    assert (2, 2, 2, 2, 2) in sizes                                    # the one program's 10
+
+
+def test_a_lifted_plain_model_splits_like_a_plain_one():
+    # `stateful` of a plain model has no state and draws no key: its step may split the batch.
+    from jaxnn import stateful
+    plain = small_convnet()
+    lifted = stateful(plain)
+    assert lifted.lifted is plain and microbatch.check_splittable(lifted, "auto") is True
+    assert microbatch.check_splittable(lifted, 4) is True
+    _, params, state = lifted.init(jax.random.key(0), (-1, 8, 8, 1))
+    x = jax.random.normal(jax.random.key(1), (BATCH, 8, 8, 1), jnp.float32)
+    labels = jnp.arange(BATCH) % 4
+    loss, opt = losses.softmax_cross_entropy(), optax.sgd(0.1)
+    want = train_step(plain, loss, opt, microbatch=None, donate=False)(params, opt.init(params), x, labels)
+    for chunk in (4, "auto"):
+        p, s, o, m = train_step(lifted, loss, opt, microbatch=chunk, donate=False)(
+            params, state, opt.init(params), x, labels, None)
+        assert s == ()
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6),
+                     (p, o, m), want)
+
+
+@pytest.mark.parametrize("method", ["autodiff", "manual"])
 @pytest.mark.parametrize("loss_name", ["softmax_cross_entropy", "sum_of_squares", "mse"])
 def test_value_and_grad_matches_plain(problem, method, loss_name):
     model, params, x, labels, targets = problem
