@@ -35,8 +35,9 @@ taken per chunk, then over chunks). method="autodiff" pulls back with `jax.vjp` 
 
 `microbatch`: None (never split), "auto" (split by shape, see `chunk_sizes`) or an int
 (images per chunk). With "auto" a gradient is split twice: into calls of `accumulating_step`
-by AUTO_GRADIENT_BYTES, and inside one program or one call into unrolled chunks by
-AUTO_UNROLL_BYTES (smaller chunks, unrolled, ran faster per image than one whole chunk here).
+whose largest array fits AUTO_CHUNK_BYTES (`call_sizes`), and inside one program or one call
+into unrolled chunks by AUTO_UNROLL_BYTES (small chunks, unrolled, ran faster per image than
+one whole chunk here: measured in benchmarks/README.md).
 Only plain (stateless) layers are split, and plain layers that `stateful` lifted: a stateful
 model (BatchNorm's batch statistics, a Dropout key per call) would compute something else per
 chunk, so "auto" leaves it whole and an int raises `ValueError`.
@@ -67,23 +68,13 @@ AUTO_UNROLL_BYTES = 44 * 2**20
 """"auto" for the chunks of one compiled gradient pass (`value_and_grad`, unrolled): the sum of
 a chunk's batch-sized arrays (`gradient_pass_bytes`) at or under this many bytes. LeNet-5:
 chunks of ≤ 32 by reverse mode, ≤ 24 by the hand-written chain rule, so a batch of 128 runs as
-4 chunks of 32 (or 6 of 21–22). Calibrated on LeNet-5 here (benchmarks/README.md): a training
+4 chunks of 32 (or 6 of 21–22); a call of 512 as 16 of 32. Calibrated on LeNet-5 here (benchmarks/README.md): a training
 step of 128 in chunks of 64 / 32 / 16 cost 0.95 / 0.88 / 0.92× the whole batch's by reverse
 mode (the experiment loop's step); by the hand-written rule, chunks of 32 0.70–0.71×."""
 
-MAX_UNROLLED = 16
-"""`jaxnn.train_step` runs a batch as one program only while it unrolls at most this many
-chunks (the compile time grows with them: ≈ 4.8 s for 32 chunks of LeNet-5); more run as
-calls of `accumulating_step`."""
-
-AUTO_GRADIENT_BYTES = 256 * 2**20
-""""auto" for a gradient keeps the sum of its pass's batch-sized arrays (`gradient_pass_bytes`;
-the reverse pass holds the forward's residuals until it reaches them, so the sum, not the
-largest, bounds what one call holds) at or under this many bytes. LeNet-5: 1,423,936 bytes per
-image by reverse mode, 1,896,516 by the hand-written chain rule (its stacked windows): chunks of
-≤ 188 and ≤ 141, so batch 2048 runs as 11 chunks of 186 and 15 of 136 or 137. Calibrated on
-LeNet-5 here (autodiff, batch 2048 in chunks of 128 to 256: 75–78 µs per image; of 512: 81;
-whole: 82; see benchmarks/README.md)."""
+# A call of `accumulating_step` ("auto") keeps the largest batch-sized array of its gradient
+# pass within AUTO_CHUNK_BYTES, as a forward chunk does: LeNet-5 by reverse mode ≤ 557 images
+# (conv1's output), by the hand-written rule ≤ 133 (its stacked windows, 78,400 bytes per image).
 
 
 def largest_intermediate_bytes(model: Layer, params, example_shape, dtype=jnp.float32, *,
@@ -163,7 +154,7 @@ def chunk_sizes(batch: int, microbatch: int | str | None, per_example_bytes: int
 
     microbatch=None: (batch,). An int m: ceil(batch / m) chunks. "auto": the fewest chunks
     whose `per_example_bytes` per example fit in `budget` bytes (AUTO_CHUNK_BYTES for the
-    largest array of a forward pass, AUTO_GRADIENT_BYTES for a gradient pass's sum).
+    largest array of a pass, AUTO_UNROLL_BYTES for a gradient pass's sum).
     Chunks are as equal as possible (sizes differ by at most one), so at most two chunk
     shapes are compiled: 1000 with m = 128 gives 8 chunks of 125.
     """
@@ -194,14 +185,27 @@ def check_splittable(model: AnyLayer, microbatch) -> bool:
 
 
 def _plan(model: Layer, microbatch, params, x, gradient: bool = False,
-          method: str = "autodiff", budget: int | None = None) -> tuple[int, ...]:
+          method: str = "autodiff") -> tuple[int, ...]:
+    """Chunk sizes: of a forward pass, or with gradient=True of one gradient program's
+    unrolled chunks (`value_and_grad`)."""
     if microbatch != "auto":
         return chunk_sizes(x.shape[0], microbatch)
     if gradient:
         return chunk_sizes(x.shape[0], "auto", gradient_pass_bytes(
-            model, params, x.shape[1:], x.dtype, method=method),
-            AUTO_UNROLL_BYTES if budget is None else budget)
+            model, params, x.shape[1:], x.dtype, method=method), AUTO_UNROLL_BYTES)
     return chunk_sizes(x.shape[0], "auto", largest_intermediate_bytes(model, params, x.shape[1:], x.dtype))
+
+
+def call_sizes(model: Layer, microbatch, params, x, method: str = "autodiff") -> tuple[int, ...]:
+    """The sizes of `accumulating_step`'s calls for x: an int m gives chunks of m, one per
+    call; "auto" the fewest calls whose gradient pass's largest batch-sized array
+    (`largest_intermediate_bytes`, gradient=True) fits in AUTO_CHUNK_BYTES, each then cut into
+    unrolled chunks by AUTO_UNROLL_BYTES. LeNet-5 at batch 2048: 4 calls of 512 by reverse
+    mode, 16 of 128 by the hand-written rule."""
+    if microbatch != "auto":
+        return chunk_sizes(x.shape[0], microbatch)
+    return chunk_sizes(x.shape[0], "auto", largest_intermediate_bytes(
+        model, params, x.shape[1:], x.dtype, gradient=True, method=method), AUTO_CHUNK_BYTES)
 
 
 def _split(x, sizes):
@@ -333,8 +337,7 @@ def accumulating_step(model: Layer, loss: Loss, optimizer, method: str = "autodi
         """[(n_c, start_c as a device int32, w_c as a device scalar)] for x's shape, cached."""
         key = (x.shape, jnp.dtype(x.dtype), jnp.dtype(jax.tree.leaves(params)[0].dtype))
         if key not in plans:
-            sizes = _plan(model, microbatch, params, x, gradient=True, method=method,
-                          budget=AUTO_GRADIENT_BYTES)
+            sizes = call_sizes(model, microbatch, params, x, method)
             starts = [sum(sizes[:i]) for i in range(len(sizes))]
             plans[key] = [(n, jnp.asarray(s, jnp.int32),
                            jnp.asarray(n / x.shape[0] if loss.reduction == "mean" else 1.0, key[2]))
@@ -356,8 +359,7 @@ def accumulating_step(model: Layer, loss: Loss, optimizer, method: str = "autodi
     return step
 
 
-__all__ = ["AUTO_CHUNK_BYTES", "AUTO_GRADIENT_BYTES", "AUTO_UNROLL_BYTES", "MAX_UNROLLED", "accumulating_step",
-           "apply",
+__all__ = ["AUTO_CHUNK_BYTES", "AUTO_UNROLL_BYTES", "accumulating_step", "apply", "call_sizes",
            "check_splittable", "chunk_sizes",
            "gradient_pass_bytes", "gradient_stores_more", "largest_intermediate_bytes",
            "value_and_grad"]

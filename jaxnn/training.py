@@ -12,11 +12,12 @@ instead of rising past ~128 LeNet-5 images. Evaluation runs the chunks in a loop
 compiled step. Training, called with concrete arrays, runs either one program with the chunks
 unrolled or one compiled call per chunk with the update in the last (`ChunkedStep`, which
 picks by what the gradient pass holds); traced inside the caller's own `jit`, or compiled ahead
-of time with `.lower`, it is the one program. "auto" splits by shape: the calls by
-`microbatch.AUTO_GRADIENT_BYTES` (LeNet-5: ≤ 188 images by reverse mode, ≤ 141 by the
-hand-written rule), the unrolled chunks of one program or one call by `AUTO_UNROLL_BYTES`
-(≤ 32 and ≤ 24: a batch of 128 trains as 4 × 32, ≈ 0.9× the whole batch's time), evaluation
-by `AUTO_CHUNK_BYTES` (chunks of ≤ 557); None never splits; an int sets the chunk size.
+of time with `.lower`, it is the one program. "auto" splits by shape: the calls by the
+largest array of the gradient pass (`microbatch.call_sizes`, `AUTO_CHUNK_BYTES`; LeNet-5:
+≤ 557 images by reverse mode, ≤ 133 by the hand-written rule), the unrolled chunks of one
+program or one call by `AUTO_UNROLL_BYTES` (≤ 32 and ≤ 24: a batch of 128 trains as 4 × 32,
+≈ 0.9× the whole batch's time), evaluation by `AUTO_CHUNK_BYTES` (chunks of ≤ 557); None never
+splits; an int sets the chunk size.
 Results equal the whole-batch step's up to float32 rounding. A stateful model's training step
 is never split ("auto" leaves it whole; an int raises ValueError) unless `stateful` lifted a
 plain model (`model.lifted`: no state, no key), which splits like the plain one; evaluation
@@ -80,12 +81,14 @@ def train_step(model: AnyLayer, loss: Loss, optimizer: optax.GradientTransformat
     unrolled = {}
 
     def one_program(params, x):
-        key = (x.shape, jnp.dtype(x.dtype), jnp.dtype(jax.tree.leaves(params)[0].dtype))
+        # Past one call: "auto" runs its calls (each unrolled inside); an int chunk size the
+        # chunks unrolled unless the gradient pass stores more than the forward.
+        if microbatch == "auto":
+            return False
+        key = (x.shape[1:], jnp.dtype(x.dtype), jnp.dtype(jax.tree.leaves(params)[0].dtype))
         if key not in unrolled:
-            chunks = mb._plan(model, microbatch, params, x, gradient=True, method=method)
-            unrolled[key] = (len(chunks) <= mb.MAX_UNROLLED
-                             and not mb.gradient_stores_more(model, params, x.shape[1:], x.dtype,
-                                                             method=method))
+            unrolled[key] = not mb.gradient_stores_more(model, params, x.shape[1:], x.dtype,
+                                                        method=method)
         return unrolled[key]
 
     return ChunkedStep(jitted, mb.accumulating_step(model, loss, optimizer, method, microbatch,
@@ -104,11 +107,11 @@ def _lifted_step(plain_step: Callable, jit: bool, donate: bool) -> Callable:
 class ChunkedStep:
     """A plain model's training step that picks, per call, how to run a batch.
 
-    - concrete arrays whose batch `microbatch` cuts into several calls, with a gradient pass
-      that holds a larger array per example than the forward (`microbatch.gradient_stores_more`:
-      LeNet-5 by the hand-written chain rule) or more than `microbatch.MAX_UNROLLED` unrolled
-      chunks: one compiled call per chunk of calls, gradients accumulated, the update in the
-      last call (`microbatch.accumulating_step`);
+    - concrete arrays whose batch needs several calls (`microbatch.call_sizes`; with an int
+      chunk size, only when the gradient pass holds a larger array per example than the
+      forward, `microbatch.gradient_stores_more`: LeNet-5 by the hand-written chain rule): one
+      compiled call per call-sized chunk, each unrolled in chunks of its own, gradients
+      accumulated, the update in the last call (`microbatch.accumulating_step`);
     - otherwise (one call, or traced inside the caller's own `jit`/`grad`/`vmap`): the one
       compiled step, `jitted`, whose chunks (if any) are unrolled in its program.
     `form(params, x)` says which. Measured on LeNet-5 (benchmarks/README.md), per image

@@ -68,24 +68,31 @@ def test_gradient_chunks_from_the_summed_pass(monkeypatch, method):
     per = microbatch.gradient_pass_bytes(model, params, (5,), method=method)
     largest = microbatch.largest_intermediate_bytes(model, params, (5,), gradient=True, method=method)
     assert per > largest > 0
-    monkeypatch.setattr(microbatch, "AUTO_GRADIENT_BYTES", 3 * per)
+    monkeypatch.setattr(microbatch, "AUTO_UNROLL_BYTES", 3 * per)
+    assert microbatch._plan(model, "auto", params, jnp.zeros((10, 5)), gradient=True,
+                            method=method) == (3, 3, 2, 2)
+    # The calls go by the largest array instead.
+    monkeypatch.setattr(microbatch, "AUTO_CHUNK_BYTES", 4 * largest)
     step = train_step(model, losses.mse(), optax.sgd(0.1), method, microbatch="auto")
-    assert step.chunks(params, jnp.zeros((10, 5))) == (3, 3, 2, 2)
+    assert step.chunks(params, jnp.zeros((10, 5))) == (4, 3, 3)
 
 
 @pytest.mark.parametrize("method", ["autodiff", "manual"])
 def test_auto_calls_hold_unrolled_chunks(monkeypatch, problem, method):
-    # "auto": one call per AUTO_GRADIENT_BYTES of the gradient pass, and inside each call (or
-    # the one program) chunks of AUTO_UNROLL_BYTES, unrolled; both equal the whole step.
+    # "auto": calls whose largest array fits AUTO_CHUNK_BYTES, and inside each call (or the
+    # one program) chunks of AUTO_UNROLL_BYTES, unrolled; both equal the whole step.
     model, params, x, labels, _ = problem
     per = microbatch.gradient_pass_bytes(model, params, x.shape[1:], method=method)
-    monkeypatch.setattr(microbatch, "AUTO_GRADIENT_BYTES", 5 * per)
+    largest = microbatch.largest_intermediate_bytes(model, params, x.shape[1:], gradient=True,
+                                                    method=method)
+    monkeypatch.setattr(microbatch, "AUTO_CHUNK_BYTES", 5 * largest)
     monkeypatch.setattr(microbatch, "AUTO_UNROLL_BYTES", 2 * per)
     loss, opt = losses.softmax_cross_entropy(), optax.sgd(0.1)
     want = train_step(model, loss, opt, method, microbatch=None, donate=False)(
         params, opt.init(params), x, labels)
     step = train_step(model, loss, opt, method, microbatch="auto", donate=False)
     assert step.chunks(params, x) == (5, 5)                            # the calls
+    assert step.form(params, x) == "chunk by chunk" and step.form(params, x[:5]) == "one program"
     sizes = []
     real = microbatch._split
     monkeypatch.setattr(microbatch, "_split", lambda a, s: sizes.append(s) or real(a, s))
