@@ -9,14 +9,16 @@ timed apart), then all contenders run in turn, `--sweep-repeats` times (A B C �
 turn `ceil(--sweep-images / N)` calls on one fixed batch already on the device. Figures are
 medians of wall µs per image, with CPU µs per image (`time.process_time`, all threads) and the
 ratio to PyTorch's median at the same N: the faster of its two rows (`--torch-threads`, default
-the core count, and one thread), since two threads collapse while another process holds a core. The load average is read before and after each N.
+the core count, and one thread), since two threads collapse while another process holds a
+core. The load average is read before and after each N.
 
 Training: Adam 1e-3, softmax cross-entropy (mean over the batch). Evaluation: logits, argmax
 hits and the summed loss, no gradients (`torch.no_grad` for PyTorch).
 jaxnn rows: "whole" is `microbatch=None`; "auto" is the default `microbatch="auto"`, which for
-training runs what `train_step` picks for concrete arrays (`ChunkedStep.form`: the unrolled
-program for reverse mode, one compiled call per chunk, `microbatch.accumulating_step`, for the
-hand-written rule) and for evaluation loops the chunks in one call; "unrolled" is the
+training runs what `train_step` picks for concrete arrays (`ChunkedStep.form`: one program
+with small chunks unrolled while the batch fits one call, else one compiled call per
+call-sized chunk, each unrolled in small chunks, `microbatch.accumulating_step`) and for
+evaluation loops the chunks in one call; "unrolled" is the
 one-program training form (`train_step(...).jitted`, the chunks unrolled, what a caller's own
 `jit` gets); see jaxnn.microbatch.
 """
