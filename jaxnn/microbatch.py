@@ -68,9 +68,10 @@ AUTO_UNROLL_BYTES = 44 * 2**20
 """"auto" for the chunks of one compiled gradient pass (`value_and_grad`, unrolled): the sum of
 a chunk's batch-sized arrays (`gradient_pass_bytes`) at or under this many bytes. LeNet-5:
 chunks of ≤ 32 by reverse mode, ≤ 24 by the hand-written chain rule, so a batch of 128 runs as
-4 chunks of 32 (or 6 of 21–22); a call of 512 as 16 of 32. Calibrated on LeNet-5 here (benchmarks/README.md): a training
-step of 128 in chunks of 64 / 32 / 16 cost 0.95 / 0.88 / 0.92× the whole batch's by reverse
-mode (the experiment loop's step); by the hand-written rule, chunks of 32 0.70–0.71×."""
+4 chunks of 32 (or 6 of 21–22) and a call of 512 as 16 of 32. Calibrated on LeNet-5 here
+(benchmarks/README.md, "Small chunks, unrolled"): the experiment loop's step of 128 in chunks
+of 64 / 32 / 16 cost 0.95 / 0.88 / 0.92× the whole batch's by reverse mode; in chunks of 32,
+0.84× by the hand-written rule."""
 
 # A call of `accumulating_step` ("auto") keeps the largest batch-sized array of its gradient
 # pass within AUTO_CHUNK_BYTES, as a forward chunk does: LeNet-5 by reverse mode ≤ 557 images

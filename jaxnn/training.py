@@ -10,8 +10,8 @@ outside them. Optimisers are optax's `GradientTransformation`s.
 (`jaxnn.microbatch`), so that on XLA:CPU the cost per image stays flat with the batch size
 instead of rising past ~128 LeNet-5 images. Evaluation runs the chunks in a loop inside its
 compiled step. Training, called with concrete arrays, runs either one program with the chunks
-unrolled or one compiled call per chunk with the update in the last (`ChunkedStep`, which
-picks by what the gradient pass holds); traced inside the caller's own `jit`, or compiled ahead
+unrolled or one compiled call per call-sized chunk with the update in the last (`ChunkedStep`,
+which picks by the number of calls); traced inside the caller's own `jit`, or compiled ahead
 of time with `.lower`, it is the one program. "auto" splits by shape: the calls by the
 largest array of the gradient pass (`microbatch.call_sizes`, `AUTO_CHUNK_BYTES`; LeNet-5:
 ≤ 557 images by reverse mode, ≤ 133 by the hand-written rule), the unrolled chunks of one
@@ -26,6 +26,7 @@ plain model (`model.lifted`: no state, no key), which splits like the plain one;
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable
 
 import jax
@@ -50,8 +51,12 @@ def train_step(model: AnyLayer, loss: Loss, optimizer: optax.GradientTransformat
     new ones (do not read the arguments after the call).
     """
     if is_stateful(model) and model.lifted is not None and mb.check_splittable(model, microbatch):
-        return _lifted_step(train_step(model.lifted, loss, optimizer, method, jit=False,
-                                       microbatch=microbatch), jit, donate)
+        plain = partial(train_step, model.lifted, loss, optimizer, method, microbatch=microbatch)
+        step_s = _with_state(plain(jit=False))
+        if not jit:
+            return step_s
+        return LiftedStep(plain(jit=True, donate=donate),
+                          jax.jit(step_s, donate_argnums=(0, 1, 2) if donate else ()))
     if mb.check_splittable(model, microbatch):
         grad_fn = mb.value_and_grad(model, loss, method, microbatch)
     else:
@@ -95,13 +100,33 @@ def train_step(model: AnyLayer, loss: Loss, optimizer: optax.GradientTransformat
                                                     donate=donate), one_program)
 
 
-def _lifted_step(plain_step: Callable, jit: bool, donate: bool) -> Callable:
-    """The stateful signature around a lifted plain model's step (its state `()` passes
-    through, the key is unused); jitted, its chunks are unrolled in the one program."""
+def _with_state(plain_step: Callable) -> Callable:
+    """The stateful signature around a lifted plain model's step: its state `()` passes
+    through, the key is unused."""
     def step_s(params, state, opt_state, x, y, key=None):
         params, opt_state, metrics = plain_step(params, opt_state, x, y)
         return params, state, opt_state, metrics
-    return jax.jit(step_s, donate_argnums=(0, 1, 2) if donate else ()) if jit else step_s
+    return step_s
+
+
+class LiftedStep:
+    """The training step of a plain model that `stateful` lifted, in the stateful signature:
+    called, the plain model's `ChunkedStep` picks how to run the batch (`form`, `chunks`);
+    `lower`, `trace` and other `jax.jit` attributes are those of `jitted`, the one program."""
+
+    def __init__(self, chunked: Callable, jitted: Callable):
+        self.chunked, self.jitted = chunked, jitted
+
+    def __call__(self, params, state, opt_state, x, y, key=None):
+        params, opt_state, metrics = self.chunked(params, opt_state, x, y)
+        return params, state, opt_state, metrics
+
+    def __getattr__(self, name):  # only for names the instance lacks
+        if name.startswith("__") or name in ("chunked", "jitted"):
+            raise AttributeError(name)
+        if name in ("form", "chunks"):
+            return getattr(self.chunked, name)
+        return getattr(self.jitted, name)
 
 
 class ChunkedStep:
@@ -115,9 +140,9 @@ class ChunkedStep:
     - otherwise (one call, or traced inside the caller's own `jit`/`grad`/`vmap`): the one
       compiled step, `jitted`, whose chunks (if any) are unrolled in its program.
     `form(params, x)` says which. Measured on LeNet-5 (benchmarks/README.md), per image
-    against whole batches of 128 trained one after the other: reverse mode unrolled 0.93–1.07×
-    at batch 512–2048, chunk by chunk 1.07–1.13×; the hand-written rule chunk by chunk
-    0.94–0.96×, unrolled 1.31–1.35×.
+    against a batch of 128 (itself 4 unrolled chunks of 32), side by side: reverse mode 0.94×
+    at 512 (one program of 16 chunks), 0.93× at 2048 (4 calls of 512); the hand-written rule
+    1.04× at 512 and 0.95× at 2048 (calls of 128).
 
     Both give the whole-batch step's result up to float32 rounding. `lower`, `trace`,
     `eval_shape` and other `jax.jit` attributes are `jitted`'s: compiling ahead of time gets
@@ -189,4 +214,4 @@ def eval_step(model: AnyLayer, loss: Loss | None = None, *, jit: bool = True,
     return jax.jit(step) if jit else step
 
 
-__all__ = ["ChunkedStep", "eval_step", "train_step"]
+__all__ = ["ChunkedStep", "LiftedStep", "eval_step", "train_step"]

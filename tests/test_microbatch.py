@@ -116,11 +116,13 @@ def test_a_lifted_plain_model_splits_like_a_plain_one():
     loss, opt = losses.softmax_cross_entropy(), optax.sgd(0.1)
     want = train_step(plain, loss, opt, microbatch=None, donate=False)(params, opt.init(params), x, labels)
     for chunk in (4, "auto"):
-        p, s, o, m = train_step(lifted, loss, opt, microbatch=chunk, donate=False)(
-            params, state, opt.init(params), x, labels, None)
-        assert s == ()
-        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6),
-                     (p, o, m), want)
+        step = train_step(lifted, loss, opt, microbatch=chunk, donate=False)
+        args = (params, state, opt.init(params), x, labels, None)
+        for p, s, o, m in (step(*args), jax.jit(step)(*args), step.lower(*args).compile()(*args)):
+            assert s == ()
+            jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6),
+                         (p, o, m), want)
+    assert step.form(params, x) == "one program"     # "auto" at these sizes: one call
 
 
 @pytest.mark.parametrize("method", ["autodiff", "manual"])
