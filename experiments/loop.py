@@ -148,7 +148,7 @@ def guard_step(step: Callable, keep_good: bool = True) -> Callable:
     state the step *started from*, i.e. the previous step's new state (`_FiniteRows` lines
     them up; `leaf_flags` checks the epoch's last state). Checked there, the reductions run
     beside the forward pass instead of after the optimiser's last write: a LeNet-5 step on
-    XLA:CPU costs 0–1 % more than without a check, against 3–7 % when it checks its own new
+    XLA:CPU costs 0–1 % more than without a check, against 2–7 % when it checks its own new
     state (and ≈ 14 % for keep_good's select, which must wait for every new leaf)."""
     def guarded(state, batch, epoch_key, i):
         new_state, metrics = step(state, batch, jax.random.fold_in(epoch_key, i))

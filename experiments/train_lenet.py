@@ -276,7 +276,7 @@ def _plot(config, model, stages, state, rows, x_test, y_test, out: Path) -> None
     plots.plot_curves(rows, out / "curves.png")
     plots.plot_filters(np.asarray(params[0].w), out / "filters_conv1.png",
                        title="Learned conv1 5×5 filters (receptive fields)")
-    # Jitted: one compile instead of an eager compile per layer (≈ 0.9 s).
+    # Jitted: one compile instead of an eager compile per layer (eagerly ≈ 0.9 s).
     outputs = jax.jit(lambda p, s, x: [y for _, y in jaxnn.intermediates(model, p, x, state=s)])(
         params, model_state, x_test[:1])
     shown = [(name, np.asarray(y[0])) for (name, _), y in zip(stages, outputs)

@@ -15,11 +15,10 @@ evaluation costs per image at 2048 no more than at 128. A gradient
 unrolls the chunks in Python, since in a `lax.scan` the backward convolutions run 2× slower on
 XLA:CPU (jax#12868); that takes 10–20% off a large training batch, not the whole cliff (the
 unrolled program still has buffers for every chunk). `accumulating_step` makes one compiled
-call per chunk instead, and a batch of 2048 trains at about a small batch's cost per image;
-`jaxnn.train_step` runs it for concrete arrays when the gradient pass holds a larger array than
-the forward (`gradient_stores_more`: the hand-written rule's windows), and the unrolled
-program otherwise (reverse mode no longer stores the windows, and unrolled it ran 0.93–1.07× a
-batch of 128 per image against 1.07–1.13× chunk by chunk).
+call per call-sized chunk instead (`call_sizes`), each call unrolled in small chunks of its
+own, and a batch of 2048 trains at a small batch's cost per image; `jaxnn.train_step` runs it
+for concrete arrays whose batch needs more than one call, and the one unrolled program
+otherwise.
 
     x (N, ...) -> chunks x[0:n_0], x[n_0:n_0+n_1], ...      sizes from `chunk_sizes(N, microbatch)`
 
@@ -109,9 +108,10 @@ def gradient_stores_more(model: Layer, params, example_shape, dtype=jnp.float32,
     """Whether the gradient pass by `method` holds a larger array per example than the forward
     pass alone (`largest_intermediate_bytes` with gradient=True against False): LeNet-5's
     hand-written chain rule does (its stacked windows, 78,400 bytes per image against the
-    forward's 18,816), reverse mode does not. `jaxnn.train_step` runs a batch that splits as
-    one program with the chunks unrolled when it does not, else one call per chunk
-    (`accumulating_step`): unrolled, the windows of every chunk are held at once."""
+    forward's 18,816), reverse mode does not. With an int `microbatch`, `jaxnn.train_step`
+    runs a batch that splits as one program with the chunks unrolled when it does not, else
+    one call per chunk (`accumulating_step`): unrolled, the windows of every chunk are held at
+    once. ("auto" goes by `call_sizes` instead.)"""
     grad = largest_intermediate_bytes(model, params, example_shape, dtype, gradient=True, method=method)
     return grad > largest_intermediate_bytes(model, params, example_shape, dtype)
 
