@@ -6,8 +6,8 @@
 
 XLA_FLAGS is read when jax starts, so each device count runs in its own process; the processes
 alternate round by round (1 2 4 1 2 4 ...). Inside a process the variants alternate too:
-float32 and bf16 compute (`jaxnn.precision`, float32 master params), and on D > 1 devices
-the steps as `jaxnn.sharding.train_step` returns them ("paced": step k-1 is awaited after
+float32 and bf16 compute (`jaxnn.train.precision`, float32 master params), and on D > 1 devices
+the steps as `jaxnn.train.sharding.train_step` returns them ("paced": step k-1 is awaited after
 step k is dispatched) and with a wait after every step ("blocking"). Each figure is ms per
 step over `--steps` steps on one fixed global batch of 128 already on the devices, after
 compilation; the table gives median, min and max over rounds and the ratio of medians
@@ -38,7 +38,8 @@ def child(devices: int, steps: int, precisions: list[str]) -> dict:
     import numpy as np
     import optax
 
-    from jaxnn import losses, sharding
+    from jaxnn import losses
+    from jaxnn.train import sharding
     from jaxnn.models import LENET5_INPUT_SHAPE, lenet5
 
     model, loss, opt = lenet5("modern"), losses.softmax_cross_entropy(), optax.adam(1e-3)
@@ -74,7 +75,7 @@ def device_rows(devices=(1, 2, 4), rounds: int = 3, steps: int = 40,
                 precisions=("float32", "bfloat16"), timeout_s: float = 600) -> list[dict]:
     """One row per (devices, variant): {"row", "median", "min", "max", "n", "values", "ratio"}
     in ms per step; a process that fails or times out is recorded in its row's "failures"."""
-    from jaxnn.distributed import host_device_flags
+    from jaxnn.train.distributed import host_device_flags
 
     samples, failures = {}, {}
     for _ in range(rounds):
@@ -116,7 +117,8 @@ def accuracy(epochs: int, seed: int = 0) -> list[dict]:
     import optax
 
     from jaxnn import data as jdata
-    from jaxnn import losses, sharding
+    from jaxnn import losses
+    from jaxnn.train import sharding
     from jaxnn.models import LENET5_INPUT_SHAPE, lenet5
 
     def prep(split):

@@ -47,7 +47,7 @@ def make_jaxnn(method, T, threads):
     import optax
 
     import jaxnn as nn
-    from jaxnn import tasks
+    from jaxnn.neuro import tasks
     from jaxnn.layers.recurrent import RateRNN
 
     layer = RateRNN(HIDDEN, N_OUT, tau=100.0, dt=100.0 * ALPHA, noise=NOISE, dale=True,

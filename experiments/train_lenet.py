@@ -5,9 +5,9 @@
     python -m experiments.train_lenet --variant bn         # BatchNorm + Dropout (stateful)
     python -m experiments.train_lenet --out runs/x --resume  # continue an interrupted run
     python -m experiments.train_lenet --devices 2 --precision bf16   # 2 devices, bf16 compute
-    python -m experiments.launch -n 2 -- python -m experiments.train_lenet --out runs/mp
+    python -m experiments.common.launch -n 2 -- python -m experiments.train_lenet --out runs/mp
 
-Runs on the shared loop (experiments/loop.py), which writes to --out: metrics.csv (one row per
+Runs on the shared loop (experiments/common/loop.py), which writes to --out: metrics.csv (one row per
 epoch, including each layer's gradient norms ‖dC/dX_i‖ and ‖dC/dW_i‖ on a fixed batch),
 summary.json, checkpoints/ (one per epoch, atomic), plots/*.png. A resumed run continues bit
 for bit: the data order of epoch e and each image's random shift (the only augmentation,
@@ -28,8 +28,8 @@ import numpy as np
 import optax
 
 import jaxnn
-from experiments import scaling
-from experiments.loop import ArgumentParser, LoopConfig, UsageError, cli_main, run
+from experiments.common import scaling
+from experiments.common.loop import ArgumentParser, LoopConfig, UsageError, cli_main, run
 from jaxnn import data as jdata
 from jaxnn.models import LENET5_ALL_VARIANTS, lenet5, lenet5_stages
 
@@ -56,7 +56,7 @@ class Config:
     test_subset: int | None = None
     eval_batch_size: int = 1000  # eval_step splits it into cache-sized chunks inside one call
     eval_train: bool = True
-    devices: int | None = None         # the scaling options: see experiments/scaling.py
+    devices: int | None = None         # the scaling options: see experiments/common/scaling.py
     coordinator: str | None = None
     num_processes: int | None = None
     process_id: int | None = None
@@ -144,7 +144,7 @@ class EpochBatches:
 
 def make_step(model, loss, optimizer, grad: str, scale=None):
     """(state, (x, y), key) -> (state, {"loss"}): the library's train step on a state dict;
-    with `scale`, `jaxnn.sharding.train_step` on its mesh (already compiled and paced)."""
+    with `scale`, `jaxnn.train.sharding.train_step` on its mesh (already compiled and paced)."""
     if scale is not None:
         train = scale.train_step(model, loss, optimizer, grad)
     else:
@@ -246,7 +246,7 @@ def load_trained(run_dir: str | Path) -> tuple[Config, dict]:
     checkpoint of a run this experiment wrote."""
     import json
 
-    from experiments.loop import restore
+    from experiments.common.loop import restore
 
     run_dir = Path(run_dir)
     path = run_dir / "config.json"
@@ -264,7 +264,7 @@ def load_trained(run_dir: str | Path) -> tuple[Config, dict]:
 
 
 def _plot(config, model, stages, state, rows, x_test, y_test, out: Path) -> None:
-    from experiments import plots
+    from experiments.common import plots
 
     params, model_state = state["params"], state["model_state"]
     predict = jax.jit(lambda x: model.apply(params, model_state, x, train=False)[0])

@@ -1,12 +1,22 @@
-"""jaxnn: pure-function layers whose backprop is written out by hand, beside autodiff."""
+"""jaxnn: pure-function layers whose backprop is written out by hand, beside autodiff.
 
-from jaxnn import backprop, cases, compare, initializers, losses, spikes
-from jaxnn import microbatch, precision, reinforce, rules, sharding, tasks
+    import jaxnn as nn
+
+    model = nn.serial(nn.Dense(32), nn.Relu(), nn.Dense(10))
+    _, params, state = model.init(key, (-1, 784))
+    y = model(params, x)                                     # a model without state
+    init, step = nn.train_step(model, loss, optax.adam(1e-3), method="manual")
+
+The layout: the contract, layers and combinators here (`core`, `layers`, `combinators`,
+`backprop`, `losses`, `initializers`, `models`); training machinery in `jaxnn.train`; the
+neuroscience in `jaxnn.neuro`; checking tools in `jaxnn.check`; dataset files in `jaxnn.data`.
+"""
+
+from jaxnn import backprop, initializers, losses, models
 from jaxnn.backprop import as_custom_vjp, intermediates, layer_gradients, value_and_grad
 from jaxnn.combinators import FanInConcat, FanInSum, FanOut, parallel, serial
 from jaxnn.core import (
-    Layer, LayerError, LayerTypeError, StatefulLayer, fixed_state, is_stateful, make_layer,
-    make_stateful_layer, stateful,
+    Layer, LayerError, LayerTypeError, fixed_state, make_layer, make_stateful_layer,
 )
 from jaxnn.layers import (
     LENET5_C3_TABLE, LSTM, RBF, RNN, AvgPool, BatchNorm, BatchNormState, Conv2D, ConvParams,
@@ -14,7 +24,9 @@ from jaxnn.layers import (
     Negate, LSTMParams, NormParams, PartialConv2D, RateParams, RateRNN, Relu, Reshape, Scan,
     ScaledTanh, Sigmoid, Softmax, Subsample, SubsampleParams, Tanh,
 )
-from jaxnn.training import eval_step, train_step
+from jaxnn.train import (
+    Rule, TrainState, TrainStep, eval_step, gradient, make_rule, make_step, train_step,
+)
 
 __version__ = "0.1.0"
 
@@ -23,10 +35,9 @@ __all__ = [
     "Dropout", "FanInConcat", "FanInSum", "FanOut", "Flatten", "Heaviside", "Identity",
     "LENET5_C3_TABLE", "LSTM", "LSTMParams", "Layer", "LayerError", "LayerNorm",
     "LayerTypeError", "LogSoftmax", "MaxPool", "Negate", "NormParams", "PartialConv2D", "RBF",
-    "RNN", "RateParams", "RateRNN", "Relu", "Reshape", "Scan", "ScaledTanh", "Sigmoid",
-    "Softmax", "StatefulLayer", "Subsample", "SubsampleParams", "Tanh", "as_custom_vjp",
-    "backprop", "cases", "compare", "microbatch", "precision", "reinforce", "rules", "sharding",
-    "tasks", "eval_step", "fixed_state", "initializers", "intermediates", "is_stateful",
-    "layer_gradients", "losses", "make_layer", "make_stateful_layer", "parallel", "serial",
-    "spikes", "stateful", "train_step", "value_and_grad",
+    "RNN", "RateParams", "RateRNN", "Relu", "Reshape", "Rule", "Scan", "ScaledTanh", "Sigmoid",
+    "Softmax", "Subsample", "SubsampleParams", "Tanh", "TrainState", "TrainStep",
+    "as_custom_vjp", "backprop", "eval_step", "fixed_state", "gradient", "initializers",
+    "intermediates", "layer_gradients", "losses", "make_layer", "make_rule", "make_stateful_layer",
+    "make_step", "models", "parallel", "serial", "train_step", "value_and_grad",
 ]

@@ -1,19 +1,18 @@
 """The one seam between the two ways of computing a gradient.
 
-    method="autodiff": jax.value_and_grad of  loss.apply(model.apply(params, x), targets)
+    method="autodiff": jax.value_and_grad of  loss.apply(model.apply(params, state, x)[0], targets)
     method="manual":   the chain rule by hand —
-                           y, res_m = model.forward(params, x)
+                           y, res_m, state' = model.forward(params, state, x)
                            J, res_l = loss.forward(y, targets)
                            dy       = loss.backward(res_l, 1.0)          # dJ/dy
                            dparams, dx = model.backward(params, res_m, dy)
 
-Both give the same pytree (the structure of `params`) and both are jit-compiled. For a
-`StatefulLayer` model the function also takes the state (and a key) and returns the new
-state beside the loss, as `jax.value_and_grad(..., has_aux=True)` does:
+Both give the same pytree (the structure of `params`); the new state rides beside the loss,
+as `jax.value_and_grad(..., has_aux=True)` returns it:
 
-    (params, x, targets)                    -> (J, grads)                  plain model
-    (params, state, x, targets, key=None)   -> ((J, new_state), grads)     stateful model
+    (params, state, x, targets, key=None) -> ((J, new_state), grads)
 
+(`state` is `()` for a model without state; `key` is for one that draws random numbers.)
 `intermediates` and `layer_gradients` open up a `serial` model: every layer's output, and
 every layer's state gradient dC/dX_i and weight gradient dC/dW_i, by either method.
 """
@@ -24,10 +23,10 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from jaxnn.core import (
-    AnyLayer, Layer, LayerError, LayerTypeError, check_residuals, is_stateful, stateful,
-)
+from jaxnn.combinators import split_state
+from jaxnn.core import Layer, LayerError, LayerTypeError, check_residuals
 from jaxnn.losses import Loss
 
 METHODS = ("autodiff", "manual")
@@ -39,133 +38,134 @@ def check_method(method: str) -> str:
     return method
 
 
-def loss_fn(model: AnyLayer, loss: Loss, *, train: bool = True) -> Callable:
-    """The objective of the model's plain forward: (params, x, targets) -> J for a plain
-    model, (params, state, x, targets, key=None) -> (J, new_state) for a stateful one."""
-    if is_stateful(model):
-        def objective_s(params, state, x, targets, key=None):
-            y, new_state = model.apply(params, state, x, key=key, train=train)
-            return loss.apply(y, targets), new_state
-        return objective_s
-
-    def objective(params, x, targets):
-        return loss.apply(model.apply(params, x), targets)
+def loss_fn(model: Layer, loss: Loss, *, train: bool = True) -> Callable:
+    """The objective of the model's forward: (params, state, x, targets, key=None) ->
+    (J, new_state)."""
+    def objective(params, state, x, targets, key=None):
+        y, new_state = model.apply(params, state, x, key=key, train=train)
+        return loss.apply(y, targets), new_state
     return objective
 
 
-def manual_value_and_grad(model: AnyLayer, loss: Loss, *, train: bool = True) -> Callable:
-    """The loss and dJ/dparams by the hand-written chain rule (not jitted); signatures as
+def manual_value_and_grad(model: Layer, loss: Loss, *, train: bool = True) -> Callable:
+    """The loss and dJ/dparams by the hand-written chain rule (not jitted); signature as
     `value_and_grad`'s."""
-    def chain(params, y, residuals, targets):
+    def value_and_grad(params, state, x, targets, key=None):
+        y, residuals, new_state = model.forward(params, state, x, key=key, train=train)
         value, res_loss = loss.forward(y, targets)
         dy = loss.backward(res_loss, jnp.ones((), value.dtype))
-        return value, model.backward(params, residuals, dy)[0]
-
-    if is_stateful(model):
-        def value_and_grad_s(params, state, x, targets, key=None):
-            y, residuals, new_state = model.forward(params, state, x, key=key, train=train)
-            value, dparams = chain(params, y, residuals, targets)
-            return (value, new_state), dparams
-        return value_and_grad_s
-
-    def value_and_grad(params, x, targets):
-        y, residuals = model.forward(params, x)
-        return chain(params, y, residuals, targets)
+        return (value, new_state), model.backward(params, residuals, dy)[0]
     return value_and_grad
 
 
-def value_and_grad(model: AnyLayer, loss: Loss, method: str = "autodiff", *, jit: bool = True,
+def value_and_grad(model: Layer, loss: Loss, method: str = "autodiff", *, jit: bool = True,
                    train: bool = True) -> Callable:
-    """A function returning the loss and its gradient, grads shaped like params.
+    """(params, state, x, targets, key=None) -> ((J, new_state), dJ/dparams), grads shaped
+    like params.
 
     method: "autodiff" (reverse mode through `model.apply`) or "manual" (each layer's
-    hand-written `backward`). Signatures: the module docstring. `train` is passed to a
-    stateful model. jit=False returns the eager function (for debugging and for measuring
-    what compilation buys).
+    hand-written `backward`). jit=False returns the eager function (for debugging and for
+    measuring what compilation buys).
     """
     if check_method(method) == "autodiff":
-        fn = jax.value_and_grad(loss_fn(model, loss, train=train), has_aux=is_stateful(model))
+        fn = jax.value_and_grad(loss_fn(model, loss, train=train), has_aux=True)
     else:
         fn = manual_value_and_grad(model, loss, train=train)
     return jax.jit(fn) if jit else fn
 
 
-def grad(model: AnyLayer, loss: Loss, method: str = "autodiff", *, jit: bool = True) -> Callable:
+def grad(model: Layer, loss: Loss, method: str = "autodiff", *, jit: bool = True,
+         train: bool = True) -> Callable:
     """Like `value_and_grad`, returning only the gradients."""
-    vg = value_and_grad(model, loss, method, jit=False)
+    vg = value_and_grad(model, loss, method, jit=False, train=train)
     fn = lambda *args, **kwargs: vg(*args, **kwargs)[1]  # noqa: E731
     return jax.jit(fn) if jit else fn
 
 
-def manual_vjp(layer: Layer, params, x, dy):
-    """(y, dparams, dx) from the layer's hand-written rule: the counterpart of jax.vjp."""
-    y, residuals = layer.forward(params, x)
+def manual_vjp(layer: Layer, params, x, dy, *, state=(), key=None, train: bool = False):
+    """(y, dparams, dx) from the layer's hand-written rule: the counterpart of
+    `jax.vjp(layer, params, x)` (state, key and mode held fixed)."""
+    y, residuals, _ = layer.forward(params, state, x, key=key, train=train)
     dparams, dx = layer.backward(params, residuals, dy)
     return y, dparams, dx
+
+
+def _zero_cotangent(tree):
+    """Zero cotangents for inputs that are not differentiated (state, key): zeros of a float
+    leaf's dtype, float0 for integer, boolean and key leaves."""
+    def zero(leaf):
+        if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact):
+            return jnp.zeros_like(leaf)
+        return np.zeros(jnp.shape(leaf), jax.dtypes.float0)
+    return jax.tree.map(zero, tree)
 
 
 def as_custom_vjp(layer: Layer) -> Layer:
     """The same layer, but its `apply` is a `jax.custom_vjp` whose backward is `layer.backward`.
 
-    `jax.grad` of any code calling the wrapped `apply` then runs the hand-written chain rule
-    for this layer (and autodiff everywhere else), so manual rules drop into any JAX code.
-    The residuals travel from the forward to the backward as JAX values, so every call has
-    its own (a layer whose residuals are not arrays gets a LayerTypeError naming it).
+    `jax.grad` of any code calling the wrapped `apply` (or the layer itself) then runs the
+    hand-written chain rule for this layer and autodiff everywhere else, so manual rules drop
+    into any JAX code. State and key pass through undifferentiated. The residuals travel from
+    the forward to the backward as JAX values, so every call has its own (a layer whose
+    residuals are not arrays gets a LayerTypeError naming it).
     """
     if not isinstance(layer, Layer):
-        raise LayerTypeError(f"as_custom_vjp: expected a plain Layer, got {type(layer).__name__}")
+        raise LayerTypeError(f"as_custom_vjp: expected a Layer, got {type(layer).__name__}")
+    name = f"custom_vjp({layer.name})"
 
-    @jax.custom_vjp
-    def apply(params, x):
-        return layer.apply(params, x)
+    def apply(params, state, x, *, key=None, train):
+        @jax.custom_vjp
+        def call(params, state, x, key):
+            return layer.apply(params, state, x, key=key, train=train)
 
-    def fwd(params, x):
-        y, residuals = layer.forward(params, x)
-        check_residuals(f"custom_vjp({layer.name})", residuals)
-        return y, (params, residuals)
+        def fwd(params, state, x, key):
+            y, residuals, new_state = layer.forward(params, state, x, key=key, train=train)
+            check_residuals(name, residuals)
+            return (y, new_state), (params, residuals, state, key)
 
-    def bwd(saved, dy):
-        params, residuals = saved
-        return layer.backward(params, residuals, dy)
+        def bwd(saved, cotangents):
+            params, residuals, state, key = saved
+            dparams, dx = layer.backward(params, residuals, cotangents[0])
+            return dparams, _zero_cotangent(state), dx, _zero_cotangent(key)
 
-    apply.defvjp(fwd, bwd)
-    return layer._replace(name=f"custom_vjp({layer.name})", apply=apply)
+        call.defvjp(fwd, bwd)
+        return call(params, state, x, key)
+
+    return layer._replace(name=name, apply=apply)
 
 
 # --------------------------------------------------------------- inside a serial model
-def _children(model: AnyLayer, params, state) -> tuple[list[tuple[str, Any]], Any]:
-    """The named, lifted children of a serial model and the per-child state, checked."""
-    if model.name != "serial" or not model.children:
-        raise LayerError(f"expected a serial model, got {model.name}")
+def _children(model: Layer, params, state) -> tuple[list[tuple[str, Layer]], tuple]:
+    """The named children of a serial model and the per-child state, checked."""
+    if not isinstance(model, Layer) or model.name != "serial" or not model.children:
+        raise LayerError(f"expected a serial model, got {getattr(model, 'name', model)!r}")
     n = len(model.children)
     if not isinstance(params, (tuple, list)) or len(params) != n:
         raise LayerError(f"serial: expected params for {n} layers, got "
                          f"{len(params) if isinstance(params, (tuple, list)) else type(params).__name__}")
-    if state is None or (isinstance(state, tuple) and not state):
-        if any(map(is_stateful, model.children)):
-            raise LayerError("serial: this model has state (BatchNorm, Dropout, ...): pass state=")
-        state = tuple(() for _ in model.children)  # a plain model, or one lifted as a whole
-    elif not isinstance(state, (tuple, list)) or len(state) != n:
-        raise LayerError(f"serial: expected state for {n} layers")
-    return [(f"serial[{i}] {c.name}", stateful(c)) for i, c in enumerate(model.children)], state
+    return ([(f"serial[{i}] {c.name}", c) for i, c in enumerate(model.children)],
+            split_state("serial", state, n))
 
 
-def intermediates(model: AnyLayer, params, x, *, state=None, key=None, train: bool = False
+def _child_keys(key, n):
+    return [None if key is None else jax.random.fold_in(key, i) for i in range(n)]
+
+
+def intermediates(model: Layer, params, x, *, state=(), key=None, train: bool = False
                   ) -> list[tuple[str, Any]]:
     """[(name, output)] of every layer of a `serial` model, in order, e.g.
     ("serial[3] MaxPool", (N, 14, 14, 6) array); the last output is the model's.
-    `state`, `key` and `train` are for a stateful model (train defaults to eval)."""
-    children, state = _children(model, params, state)
+    `state`, `key` and `train` as in the contract (train defaults to eval)."""
+    children, states = _children(model, params, state)
     outs = []
-    for i, ((name, child), p, s) in enumerate(zip(children, params, state)):
-        x, _ = child.apply(p, s, x, key=None if key is None else jax.random.fold_in(key, i),
-                           train=train)
+    for (name, child), p, s, k in zip(children, params, states, _child_keys(key, len(children))):
+        x, _ = child.apply(p, s, x, key=k, train=train)
         outs.append((name, x))
     return outs
 
 
-def layer_gradients(model: AnyLayer, loss: Loss, params, x, targets, method: str = "manual", *,
-                    state=None, key=None, train: bool = True) -> list[dict]:
+def layer_gradients(model: Layer, loss: Loss, params, x, targets, method: str = "manual", *,
+                    state=(), key=None, train: bool = True) -> list[dict]:
     """For every layer i of a `serial` model: {"name", "output": X_i, "dx": dC/dX_i,
     "dparams": dC/dW_i} — the two backprop equations, layer by layer.
 
@@ -173,11 +173,11 @@ def layer_gradients(model: AnyLayer, loss: Loss, params, x, targets, method: str
     method="autodiff": dC/dX_i = ∂C/∂ε_i at ε = 0 for X_i + ε_i (a zero perturbation added
     to every output), and dC/dW_i by jax.grad, in one reverse pass.
     """
-    children, state = _children(model, params, state)
-    keys = [None if key is None else jax.random.fold_in(key, i) for i in range(len(children))]
+    children, states = _children(model, params, state)
+    keys = _child_keys(key, len(children))
     if check_method(method) == "manual":
         outs, residuals, h = [], [], x
-        for (_, child), p, s, k in zip(children, params, state, keys):
+        for (_, child), p, s, k in zip(children, params, states, keys):
             h, r, _ = child.forward(p, s, h, key=k, train=train)
             outs.append(h)
             residuals.append(r)
@@ -192,7 +192,7 @@ def layer_gradients(model: AnyLayer, loss: Loss, params, x, targets, method: str
 
         def objective(params, eps):
             h = x
-            for (_, child), p, s, k, e in zip(children, params, state, keys, eps):
+            for (_, child), p, s, k, e in zip(children, params, states, keys, eps):
                 h = child.apply(p, s, h, key=k, train=train)[0]
                 h = jax.tree.map(jnp.add, h, e)
             return loss.apply(h, targets)

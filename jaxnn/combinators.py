@@ -1,10 +1,9 @@
-"""Combinators: `serial` and `parallel` (for either contract), and the fan layers.
+"""Combinators: `serial` and `parallel`, and the fan layers.
 
-`serial`/`parallel` of plain layers is a plain `Layer`. If any child is a `StatefulLayer`,
-the combinator is one too: plain children are lifted (`jaxnn.core.stateful`), the state is
-a tuple with one entry per child (`()` for the plain ones), and child i draws its random
-numbers from `fold_in(key, i)`. Errors raised by a child are prefixed with its position,
-e.g. `serial[7] Dense: expected trailing axes (400,), got input shape (2, 576)`.
+`serial`/`parallel` take any layers and return a `Layer`. Their params are a tuple with one
+entry per child; their state too, unless no child has state, in which case it is `()`. Child i
+draws its random numbers from `fold_in(key, i)`. Errors raised by a child are prefixed with
+its position, e.g. `serial[7] Dense: expected trailing axes (400,), got input shape (2, 576)`.
 """
 
 from __future__ import annotations
@@ -15,14 +14,14 @@ import jax
 import jax.numpy as jnp
 
 from jaxnn.core import (
-    OURS, AnyLayer, Layer, LayerError, LayerTypeError, StatefulLayer, child_key, fail,
-    is_stateful, located, make_layer, positive_ints, shape_token, stateful, token_shape,
+    OURS, Layer, LayerError, LayerTypeError, child_key, fail, located, make_layer, no_state,
+    positive_ints, shape_token, token_shape,
 )
 
 
 def _check_layers(kind: str, layers) -> list[str]:
     for i, layer in enumerate(layers):
-        if not isinstance(layer, (Layer, StatefulLayer)):
+        if not isinstance(layer, Layer):
             raise LayerTypeError(f"{kind}[{i}]: expected a Layer, got {type(layer).__name__}")
     return [f"{kind}[{i}]" for i in range(len(layers))]
 
@@ -33,42 +32,67 @@ def _check_per_child(kind: str, what: str, value: Any, n: int) -> None:
         raise LayerError(f"{kind}: expected {what} for {n} layers, got {got}")
 
 
-def _each(names, call, *per_child):
-    """[call(i, *items_i)] with errors located by position."""
-    out = []
-    for i, (name, *items) in enumerate(zip(names, *per_child)):
-        try:
-            out.append(call(i, *items))
-        except OURS as err:
-            raise located(name, err) from None
-    return out
+def join_states(states) -> Any:
+    """A combinator's state from its children's: `()` when none has state, else the tuple."""
+    states = tuple(states)
+    return () if all(map(no_state, states)) else states
 
 
-def _unzip(pairs, n):
-    return tuple(tuple(p[k] for p in pairs) for k in range(n))
+def split_state(kind: str, state: Any, n: int) -> tuple:
+    """The children's states from a combinator's (`()` stands for n empty states)."""
+    if no_state(state):
+        return ((),) * n
+    _check_per_child(kind, "state", state, n)
+    return tuple(state)
+
+
+def _unzip(items, n):
+    return tuple(tuple(item[k] for item in items) for k in range(n))
+
+
+def _keys(key, n):
+    return jax.random.split(key, max(n, 1))
 
 
 # ---------------------------------------------------------------------------- serial
-def serial(*layers: AnyLayer) -> AnyLayer:
+def serial(*layers: Layer) -> Layer:
     """Compose layers in sequence: y = F_n(... F_2(F_1(x))).
 
-    params, state and residuals: tuples with one entry per layer. backward runs the layers'
-    backwards in reverse order (the chain rule), passing each layer's input gradient dx to
-    the layer before it as its dy.
+    params and residuals: tuples with one entry per layer; state too (or `()`, see the module
+    docstring). backward runs the layers' backwards in reverse order (the chain rule), passing
+    each layer's input gradient dx to the layer before it as its dy.
     """
     names = _check_layers("serial", layers)
     n = len(layers)
 
-    def chain(items, x, call):
-        """Thread x through the layers: x, out_i = call(i, layer_i, item_i, x)."""
+    def chain(x, call, *per_child):
+        """Thread x through the layers: x, out_i = call(i, layer_i, *items_i, x)."""
         outs = []
-        for i, (name, layer, item) in enumerate(zip(names, layers, items)):
+        for i, (name, layer, *items) in enumerate(zip(names, layers, *per_child)):
             try:
-                x, out = call(i, layer, item, x)
+                x, out = call(i, layer, *items, x)
             except OURS as err:
                 raise located(name, err) from None
             outs.append(out)
         return x, tuple(outs)
+
+    def init(key, input_shape):
+        def one(i, layer, k, shape):
+            shape, params, state = layer.init(k, shape)
+            return shape, (params, state)
+        shape, ps = chain(input_shape, one, _keys(key, n))
+        params, states = _unzip(ps, 2)
+        return shape, params, join_states(states)
+
+    def forward(params, state, x, *, key=None, train):
+        _check_per_child("serial", "params", params, n)
+
+        def one(i, layer, p, s, x):
+            y, r, s = layer.forward(p, s, x, key=child_key(key, i), train=train)
+            return y, (r, s)
+        y, rs = chain(x, one, params, split_state("serial", state, n))
+        residuals, states = _unzip(rs, 2)
+        return y, residuals, join_states(states)
 
     def backward(params, residuals, dy):
         dparams = [None] * n
@@ -76,55 +100,17 @@ def serial(*layers: AnyLayer) -> AnyLayer:
             dparams[i], dy = layers[i].backward(params[i], residuals[i], dy)
         return tuple(dparams), dy
 
-    def keys(key):
-        return jax.random.split(key, max(n, 1))
-
-    if not any(map(is_stateful, layers)):
-        def init(key, input_shape):
-            return chain(keys(key), input_shape, lambda i, layer, k, shape: layer.init(k, shape))
-
-        def forward(params, x):
-            _check_per_child("serial", "params", params, n)
-            return chain(params, x, lambda i, layer, p, x: layer.forward(p, x))
-
-        def apply(params, x):
-            _check_per_child("serial", "params", params, n)
-            return chain(params, x, lambda i, layer, p, x: (layer.apply(p, x), None))[0]
-
-        return Layer("serial", init, forward, backward, apply, tuple(layers))
-
-    layers = [stateful(layer) for layer in layers]
-
-    def init_s(key, input_shape):
-        def one(i, layer, k, shape):
-            shape, p, s = layer.init(k, shape)
-            return shape, (p, s)
-        shape, ps = chain(keys(key), input_shape, one)
-        params, state = _unzip(ps, 2)
-        return shape, params, state
-
-    def forward_s(params, state, x, *, key=None, train):
+    def apply(params, state, x, *, key=None, train):
         _check_per_child("serial", "params", params, n)
-        _check_per_child("serial", "state", state, n)
+        y, states = chain(x, lambda i, layer, p, s, x: layer.apply(
+            p, s, x, key=child_key(key, i), train=train), params, split_state("serial", state, n))
+        return y, join_states(states)
 
-        def one(i, layer, ps, x):
-            y, r, s = layer.forward(*ps, x, key=child_key(key, i), train=train)
-            return y, (r, s)
-        y, rs = chain(tuple(zip(params, state)), x, one)
-        residuals, new_state = _unzip(rs, 2)
-        return y, residuals, new_state
-
-    def apply_s(params, state, x, *, key=None, train):
-        _check_per_child("serial", "params", params, n)
-        _check_per_child("serial", "state", state, n)
-        return chain(tuple(zip(params, state)), x,
-                     lambda i, layer, ps, x: layer.apply(*ps, x, key=child_key(key, i), train=train))
-
-    return StatefulLayer("serial", init_s, forward_s, backward, apply_s, tuple(layers))
+    return Layer("serial", init, forward, backward, apply, tuple(layers))
 
 
 # -------------------------------------------------------------------------- parallel
-def parallel(*layers: AnyLayer) -> AnyLayer:
+def parallel(*layers: Layer) -> Layer:
     """Apply layers side by side to a tuple of inputs: (x_1..x_n) -> (F_1(x_1)..F_n(x_n)).
 
     Input and output shapes are tuples of shapes; params (and state) a tuple per layer.
@@ -134,58 +120,42 @@ def parallel(*layers: AnyLayer) -> AnyLayer:
     names = _check_layers("parallel", layers)
     n = len(layers)
 
-    def inputs(what, xs):
+    def each(what, xs, call, *per_child):
+        """[call(i, layer_i, *items_i, x_i)] with errors located by position."""
         if not isinstance(xs, (tuple, list)) or len(xs) != n:
             raise LayerError(f"parallel: expected a tuple of {n} {what}, got {xs!r:.80}")
+        out = []
+        for i, (name, layer, *items) in enumerate(zip(names, layers, *per_child, xs)):
+            try:
+                out.append(call(i, layer, *items))
+            except OURS as err:
+                raise located(name, err) from None
+        return out
+
+    def init(key, input_shapes):
+        shapes, params, states = _unzip(each("input shapes", input_shapes, lambda i, layer, k, s:
+                                             layer.init(k, s), _keys(key, n)), 3)
+        return shapes, params, join_states(states)
+
+    def run(method, params, state, xs, key, train):
+        """Every child's `forward` or `apply`, regrouped by output."""
+        _check_per_child("parallel", "params", params, n)
+        outs = each("inputs", xs, lambda i, layer, p, s, x: getattr(layer, method)(
+            p, s, x, key=child_key(key, i), train=train), params, split_state("parallel", state, n))
+        *ys, states = _unzip(outs, len(outs[0]) if outs else 2)
+        return (*ys, join_states(states))
+
+    def forward(params, state, xs, *, key=None, train):
+        return run("forward", params, state, xs, key, train)
+
+    def apply(params, state, xs, *, key=None, train):
+        return run("apply", params, state, xs, key, train)
 
     def backward(params, residuals, dys):
         return _unzip([layer.backward(p, r, dy)
                        for layer, p, r, dy in zip(layers, params, residuals, dys)], 2)
 
-    def keys(key):
-        return jax.random.split(key, max(n, 1))
-
-    if not any(map(is_stateful, layers)):
-        def init(key, input_shapes):
-            inputs("input shapes", input_shapes)
-            return _unzip(_each(names, lambda i, layer, k, s: layer.init(k, s),
-                                layers, keys(key), input_shapes), 2)
-
-        def forward(params, xs):
-            inputs("inputs", xs)
-            _check_per_child("parallel", "params", params, n)
-            return _unzip(_each(names, lambda i, layer, p, x: layer.forward(p, x),
-                                layers, params, xs), 2)
-
-        def apply(params, xs):
-            inputs("inputs", xs)
-            _check_per_child("parallel", "params", params, n)
-            return tuple(_each(names, lambda i, layer, p, x: layer.apply(p, x), layers, params, xs))
-
-        return Layer("parallel", init, forward, backward, apply, tuple(layers))
-
-    layers = [stateful(layer) for layer in layers]
-
-    def init_s(key, input_shapes):
-        inputs("input shapes", input_shapes)
-        return _unzip(_each(names, lambda i, layer, k, s: layer.init(k, s),
-                            layers, keys(key), input_shapes), 3)
-
-    def each_child(method, outputs, params, state, xs, key, train):
-        """Every child's `forward` (outputs 3) or `apply` (outputs 2), regrouped by output."""
-        inputs("inputs", xs)
-        _check_per_child("parallel", "params", params, n)
-        _check_per_child("parallel", "state", state, n)
-        return _unzip(_each(names, lambda i, layer, p, s, x: getattr(layer, method)(
-            p, s, x, key=child_key(key, i), train=train), layers, params, state, xs), outputs)
-
-    def forward_s(params, state, xs, *, key=None, train):
-        return each_child("forward", 3, params, state, xs, key, train)
-
-    def apply_s(params, state, xs, *, key=None, train):
-        return each_child("apply", 2, params, state, xs, key, train)
-
-    return StatefulLayer("parallel", init_s, forward_s, backward, apply_s, tuple(layers))
+    return Layer("parallel", init, forward, backward, apply, tuple(layers))
 
 
 # ------------------------------------------------------------------------------- fans
@@ -257,4 +227,4 @@ def FanInConcat(axis: int = -1) -> Layer:
     return make_layer("FanInConcat", init, forward, backward)
 
 
-__all__ = ["FanInConcat", "FanInSum", "FanOut", "parallel", "serial"]
+__all__ = ["FanInConcat", "FanInSum", "FanOut", "join_states", "parallel", "serial", "split_state"]

@@ -1,39 +1,46 @@
-"""The layer contracts (stateless and stateful), their type aliases and shared checks.
+"""The layer contract: one runtime type, `Layer`, for every layer and model.
 
-A layer is an immutable value holding four pure functions (hyperparameters live in
-their closure, so they are static under `jit`):
+A layer is an immutable value holding pure functions (hyperparameters live in their closure,
+so they are static under `jit`):
 
-    init(key, input_shape)        -> (output_shape, params)
-    forward(params, x)            -> (y, residuals)
-    backward(params, residuals, dy) -> (dparams, dx)
-    apply(params, x)              -> y
+    init(key, input_shape)                          -> (output_shape, params, state)
+    forward(params, state, x, *, key=None, train)   -> (y, residuals, new_state)
+    backward(params, residuals, dy)                 -> (dparams, dx)
+    apply(params, state, x, *, key=None, train)     -> (y, new_state)
 
 Shapes include the batch axis; `-1` may stand for it, as in `jax.example_libraries.stax`.
-`params` is a plain pytree (NamedTuples / tuples of arrays); a layer without weights has
-`()`. `forward` returns the output and exactly what `backward` needs (the residuals:
-what backprop keeps in memory). `backward` is the chain rule written out by hand:
+`params` and `state` are plain pytrees; a layer without weights has params `()`, a layer
+without running statistics has state `()` (and a combinator whose children have none has
+none). `key` is needed only by a layer that draws random numbers, and only when train=True;
+`train` is a required keyword of `forward` and `apply`, so eval mode is never a silent default.
+
+`forward` returns the output, exactly what `backward` needs (the residuals: what backprop
+keeps in memory) and the new state. `backward` is the chain rule written out by hand:
 
     dC/dX_{i-1} = dC/dX_i · ∂F_i(X_{i-1}, W_i)/∂X_{i-1}      (the returned dx)
     dC/dW_i     = dC/dX_i · ∂F_i(X_{i-1}, W_i)/∂W_i          (the returned dparams)
 
-It never calls autodiff; `dparams` has exactly the pytree structure of `params`. The pair
-`forward`/`backward` has the shape of `jax.custom_vjp`'s fwd/bwd, so a layer is checked in
-one line against `jax.vjp(layer.apply, params, x)`.
+It never calls autodiff; `dparams` has exactly the pytree structure of `params`. State is not
+differentiated: it is what the layer carries from one call to the next.
 
 Residuals are arrays only. A static fact the backward needs (an input shape) lives in the
 closure, is read off `dy`, or rides in a zero-size `shape_token`; so any layer runs inside
 `lax.scan` (`Scan`) and behind `jax.custom_vjp` (`as_custom_vjp`).
 
-A layer with state (running statistics, a random key, train vs eval) is a `StatefulLayer`:
+Writing a layer. Most layers have no state and draw no random numbers; their author writes
+the short form and `make_layer` lifts it once, at construction:
 
-    init(key, input_shape)                        -> (output_shape, params, state)
-    forward(params, state, x, *, key=None, train) -> (y, residuals, new_state)
-    backward(params, residuals, dy)               -> (dparams, dx)      (as above)
-    apply(params, state, x, *, key=None, train)   -> (y, new_state)
+    init(key, input_shape) -> (output_shape, params)
+    forward(params, x)     -> (y, residuals)
+    backward(params, residuals, dy) -> (dparams, dx)
 
-`train` is a required keyword, so eval mode is never the silent default. `key` is needed
-only by layers that draw random numbers, and only when train=True. `serial`/`parallel`
-lift plain layers into this contract (`stateful`) only when some child has state.
+A layer with state, a key or a train/eval switch (BatchNorm, Dropout, a noisy RateRNN) writes
+the contract above and is built by `make_stateful_layer`. Both return a `Layer`.
+
+Calling a layer. `layer(params, x)` is `apply` with state `()`, no key and train=False,
+returning y only: the one-line use of a model without state, and the (params, x) function
+that `jax.vjp`, `jax.grad` and `check_grads` take. `fixed_state` gives the same view of a layer
+with state: its state, key and mode held fixed.
 
 dtype rule: a layer with weights computes in its weights' dtype; an input of another
 floating dtype raises `LayerTypeError` naming the layer (no silent promotion or cast).
@@ -50,20 +57,21 @@ import numpy as np
 Array = jax.Array
 Shape = tuple[int, ...]
 Params = Any  # a pytree of arrays
+State = Any  # a pytree of arrays carried from call to call; () for most layers
 Residuals = Any  # a pytree of arrays saved by `forward` for `backward`
 PRNGKey = jax.Array
 
-InitFn = Callable[[PRNGKey, Any], tuple[Any, Params]]
-ForwardFn = Callable[[Params, Any], tuple[Any, Residuals]]
+InitFn = Callable[[PRNGKey, Any], tuple[Any, Params, State]]
+ForwardFn = Callable[..., tuple[Any, Residuals, State]]
 BackwardFn = Callable[[Params, Residuals, Any], tuple[Params, Any]]
-ApplyFn = Callable[[Params, Any], Any]
+ApplyFn = Callable[..., tuple[Any, State]]
 
 
 class Layer(NamedTuple):
     """A layer: a name and four pure functions (see the module docstring).
 
-    `children` holds the sub-layers of a combinator (empty for a plain layer), so tools such
-    as `jaxnn.backprop.intermediates` can walk a model without changing it.
+    `children` holds the sub-layers of a combinator (empty otherwise), so tools such as
+    `jaxnn.backprop.intermediates` can walk a model without changing it.
     """
 
     name: str
@@ -73,24 +81,10 @@ class Layer(NamedTuple):
     apply: ApplyFn
     children: tuple = ()
 
-
-class StatefulLayer(NamedTuple):
-    """A layer with state, a key and a train/eval switch (see the module docstring).
-
-    `lifted`: the plain layer that `stateful` lifted (state `()`, key and train ignored), else
-    None; a training step splits its batch like a plain model's (`jaxnn.microbatch`).
-    """
-
-    name: str
-    init: Callable[[PRNGKey, Any], tuple[Any, Params, Any]]
-    forward: Callable[..., tuple[Any, Residuals, Any]]
-    backward: BackwardFn
-    apply: Callable[..., tuple[Any, Any]]
-    children: tuple = ()
-    lifted: Layer | None = None
-
-
-AnyLayer = Layer | StatefulLayer
+    def __call__(self, params: Params, x: Any, *, state: State = (), key: PRNGKey | None = None,
+                 train: bool = False) -> Any:
+        """y = F(x): `apply` with the given state (default `()`), returning y only."""
+        return self.apply(params, state, x, key=key, train=train)[0]
 
 
 class LayerError(ValueError):
@@ -101,74 +95,67 @@ class LayerTypeError(TypeError):
     """Wrong dtype or argument type for a layer; the message names the layer."""
 
 
-def make_layer(
-    name: str,
-    init: InitFn,
-    forward: ForwardFn,
-    backward: BackwardFn,
-    apply: ApplyFn | None = None,
-) -> Layer:
-    """Build a `Layer`; `apply` defaults to the output of `forward` (residuals unused)."""
-    if apply is None:
+def make_layer(name: str, init: Callable, forward: Callable, backward: BackwardFn,
+               apply: Callable | None = None) -> Layer:
+    """A `Layer` from the short form of a layer without state or key (module docstring):
+    init(key, shape) -> (shape, params), forward(params, x) -> (y, residuals), and optionally
+    apply(params, x) -> y (default: forward's y). State `()` passes through; key and train
+    are ignored."""
+    short_apply = apply if apply is not None else (lambda params, x: forward(params, x)[0])
 
-        def apply(params, x):
-            return forward(params, x)[0]
+    def init_full(key, input_shape):
+        return (*init(key, input_shape), ())
 
-    return Layer(name, init, forward, backward, apply)
+    def forward_full(params, state, x, *, key=None, train):
+        return (*forward(params, x), state)
+
+    def apply_full(params, state, x, *, key=None, train):
+        return short_apply(params, x), state
+
+    return Layer(name, init_full, forward_full, backward, apply_full)
 
 
-def make_stateful_layer(name: str, init, forward, backward, apply=None) -> StatefulLayer:
-    """Build a `StatefulLayer`; `apply` defaults to forward's (y, new_state)."""
+def make_stateful_layer(name: str, init: InitFn, forward: ForwardFn, backward: BackwardFn,
+                        apply: ApplyFn | None = None) -> Layer:
+    """A `Layer` from the full contract (a layer with state, a key or a train/eval switch);
+    `apply` defaults to forward's (y, new_state)."""
     if apply is None:
 
         def apply(params, state, x, *, key=None, train):
             y, _, new_state = forward(params, state, x, key=key, train=train)
             return y, new_state
 
-    return StatefulLayer(name, init, forward, backward, apply)
+    return Layer(name, init, forward, backward, apply)
 
 
-def is_stateful(layer: Any) -> bool:
-    """True for a `StatefulLayer` (and for a combinator with a stateful child)."""
-    return isinstance(layer, StatefulLayer)
-
-
-def stateful(layer: AnyLayer) -> StatefulLayer:
-    """Lift a plain layer into the stateful contract: state `()`, key and train ignored."""
-    if isinstance(layer, StatefulLayer):
-        return layer
+def fixed_state(layer: Layer, state: State = (), *, key: PRNGKey | None = None,
+                train: bool = False) -> Layer:
+    """The layer with its state, key and mode held fixed: a `Layer` without state of its own
+    (the new state is dropped), whose `forward(params, (), x)` and `layer(params, x)` are the
+    (params, x) functions that `jax.vjp`, `check_grads`, `Scan` and `jaxnn.check.compare` take.
+    Its backward is the layer's own."""
     if not isinstance(layer, Layer):
-        raise LayerTypeError(f"expected a Layer or StatefulLayer, got {type(layer).__name__}")
+        raise LayerTypeError(f"fixed_state: expected a Layer, got {type(layer).__name__}")
 
-    def init(key, input_shape):
-        return (*layer.init(key, input_shape), ())
-
-    def forward(params, state, x, *, key=None, train):
-        return (*layer.forward(params, x), state)
-
-    def apply(params, state, x, *, key=None, train):
-        return layer.apply(params, x), state
-
-    return StatefulLayer(layer.name, init, forward, layer.backward, apply, layer.children, layer)
-
-
-def fixed_state(layer: StatefulLayer, state: Any, *, key: PRNGKey | None = None,
-                train: bool) -> Layer:
-    """A plain view of a stateful layer with its state, key and mode held fixed (the new
-    state is dropped): the (params, x) function that `jax.vjp`, `check_grads`,
-    `as_custom_vjp`, `Scan` and `jaxnn.compare` take. Its backward is the layer's own."""
     def init(k, input_shape):
         shape, params, _ = layer.init(k, input_shape)
-        return shape, params
+        return shape, params, ()
 
-    def forward(params, x):
-        y, residuals, _ = layer.forward(params, state, x, key=key, train=train)
-        return y, residuals
+    def forward(params, _state, x, *, key=None, train=False):
+        y, residuals, _ = layer.forward(params, state, x, key=fixed_key, train=fixed_train)
+        return y, residuals, ()
 
-    def apply(params, x):
-        return layer.apply(params, state, x, key=key, train=train)[0]
+    def apply(params, _state, x, *, key=None, train=False):
+        return layer.apply(params, state, x, key=fixed_key, train=fixed_train)[0], ()
 
-    return Layer(f"{layer.name}[train={train}]", init, forward, layer.backward, apply, layer.children)
+    fixed_key, fixed_train = key, check_train(layer.name, train)
+    return Layer(f"{layer.name}[train={train}]", init, forward, layer.backward, apply,
+                 layer.children)
+
+
+def no_state(state: State) -> bool:
+    """True for the state of a layer without state: an empty tuple."""
+    return isinstance(state, tuple) and len(state) == 0
 
 
 def check_residuals(layer: str, residuals: Any) -> None:
@@ -274,11 +261,10 @@ def located(where: str, err: Exception) -> Exception:
 
 
 __all__ = [
-    "AnyLayer", "Array", "Layer", "LayerError", "LayerTypeError", "OURS", "PRNGKey", "Params",
-    "Residuals", "Shape", "StatefulLayer", "check_input", "check_residuals", "check_shape", "check_train", "child_key",
-    "fail", "fixed_state",
-    "is_stateful", "located", "make_layer", "make_stateful_layer", "positive_ints",
-    "shape_token", "stateful", "token_shape",
+    "Array", "Layer", "LayerError", "LayerTypeError", "OURS", "PRNGKey", "Params", "Residuals",
+    "Shape", "State", "check_input", "check_residuals", "check_shape", "check_train", "child_key",
+    "fail", "fixed_state", "located", "make_layer", "make_stateful_layer", "no_state",
+    "positive_ints", "shape_token", "token_shape",
 ]
 
 

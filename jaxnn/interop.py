@@ -7,7 +7,7 @@
 
 A wrapped Flax module has no hand-written chain rule: its `backward` is `jax.vjp` of its own
 forward (recomputed from the saved input x), so its name ends in "[backward=jax.vjp]", and that
-label is what `jaxnn.compare` reports and what `serial`'s error prefixes show. Its params are a
+label is what `jaxnn.check.compare` reports and what `serial`'s error prefixes show. Its params are a
 plain nested dict of arrays (Flax's own naming: ``{"kernel": (kh, kw, cin, cout), "bias": ...}``).
 Only parameters are carried: a module with other state (batch statistics, dropout streams) is
 refused with a LayerError.

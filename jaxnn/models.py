@@ -5,7 +5,7 @@ from __future__ import annotations
 from jaxnn import initializers
 from jaxnn.combinators import serial
 from jaxnn.core import Layer
-from jaxnn.core import AnyLayer
+from jaxnn.core import Layer
 from jaxnn.layers import (
     LENET5_C3_TABLE, RBF, AvgPool, BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool, Negate,
     PartialConv2D, Relu, ScaledTanh, Subsample, Tanh,
@@ -16,7 +16,7 @@ LENET5_ALL_VARIANTS = LENET5_VARIANTS + ("lecun1998", "bn")
 LENET5_INPUT_SHAPE = (-1, 28, 28, 1)
 
 
-def lenet5(variant: str = "modern", num_classes: int = 10) -> AnyLayer:
+def lenet5(variant: str = "modern", num_classes: int = 10) -> Layer:
     """LeNet-5 on 28×28×1 NHWC input (LeCun et al. 1998), returning logits (N, num_classes).
 
     Layers (shapes for a batch of N):
@@ -56,7 +56,7 @@ def lenet5(variant: str = "modern", num_classes: int = 10) -> AnyLayer:
 
     variant="bn" is "modern" with `BatchNorm` between each of C1, C3, C5, F6 and its ReLU
     (statistics over N, H, W per channel for the convolutions) and `Dropout(0.25)` before the
-    output layer: a `StatefulLayer` (running statistics; a key in training).
+    output layer: a `Layer` with state (running statistics; a key in training).
     """
     return serial(*(layer for _, layer in lenet5_stages(variant, num_classes)))
 
@@ -83,7 +83,7 @@ def lenet5_stages(variant: str = "modern", num_classes: int = 10) -> list[tuple[
     ]
 
 
-def _bn_stages(num_classes: int) -> list[tuple[str, AnyLayer]]:
+def _bn_stages(num_classes: int) -> list[tuple[str, Layer]]:
     he = initializers.he_normal
     return [
         ("C1", Conv2D(6, 5, padding="SAME", w_init=he)), ("C1 bn", BatchNorm()), ("C1 act", Relu()),

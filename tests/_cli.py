@@ -1,6 +1,6 @@
 """Shared check for the experiments' command lines."""
 
-from experiments.loop import cli_main
+from experiments.common.loop import cli_main
 
 
 def assert_one_line_usage_error(main, argv, message, capsys) -> None:

@@ -5,8 +5,9 @@ import os
 import signal
 import sys
 
-from experiments import loop, train_lenet
-from jaxnn import checkpoint
+from experiments.common import loop
+from experiments import train_lenet
+from jaxnn.train import checkpoint
 from tests._files import FileWrapper
 
 

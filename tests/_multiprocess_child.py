@@ -8,7 +8,8 @@ import jax
 import numpy as np
 import optax
 
-from jaxnn import distributed, losses, sharding
+from jaxnn.train import distributed, sharding
+from jaxnn import losses
 from jaxnn.models import LENET5_INPUT_SHAPE, lenet5
 
 STEPS, BATCH = 3, 32

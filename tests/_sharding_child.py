@@ -16,7 +16,8 @@ import numpy as np
 import optax
 
 import jaxnn
-from jaxnn import losses, sharding
+from jaxnn import losses
+from jaxnn.train import sharding
 from jaxnn.layers import BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool, Relu
 
 STEPS, BATCH = 3, 16

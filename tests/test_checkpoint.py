@@ -9,8 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnn import checkpoint
-from jaxnn.checkpoint import CheckpointError, Checkpoints
+from jaxnn.train import checkpoint
+from jaxnn.train.checkpoint import CheckpointError, Checkpoints
 from tests._files import FileWrapper
 
 

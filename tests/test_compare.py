@@ -1,11 +1,12 @@
-"""jaxnn.compare finds agreement where the rules are right and reports a disagreement where not."""
+"""jaxnn.check.compare finds agreement where the rules are right and reports a disagreement where not."""
 
 import jax
 import jax.numpy as jnp
 import pytest
 
 import jaxnn as nn
-from jaxnn import compare, losses
+from jaxnn.check import compare
+from jaxnn import losses
 
 
 def _layer_inputs(layer, shape, key, dtype=jnp.float32):

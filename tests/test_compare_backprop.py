@@ -1,4 +1,4 @@
-"""experiments.compare_backprop run as `python -m` would run it: reports, and the exit status
+"""experiments.backprop.compare_backprop run as `python -m` would run it: reports, and the exit status
 (0 when every pair agrees, 1 when one disagrees, 2 for an unknown case id)."""
 
 import json
@@ -8,13 +8,13 @@ import sys
 import pytest
 
 import jaxnn as nn
-from jaxnn import cases
+from jaxnn.check import cases
 
-MODULE = "experiments.compare_backprop"
+MODULE = "experiments.backprop.compare_backprop"
 
 
 def _run_as_main(monkeypatch, *args):
-    """The exit status of `python -m experiments.compare_backprop *args`, run in this process."""
+    """The exit status of `python -m experiments.backprop.compare_backprop *args`, run in this process."""
     monkeypatch.setattr(sys, "argv", [MODULE, *args])
     monkeypatch.delitem(sys.modules, MODULE, raising=False)  # run_module executes a fresh copy
     with pytest.raises(SystemExit) as exit_info:

@@ -13,8 +13,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import loop, train_lenet
-from jaxnn import checkpoint
+from experiments.common import loop
+from experiments import train_lenet
+from jaxnn.train import checkpoint
 from jaxnn import data as jdata
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""experiments.filters: the curve detector as printed, convolution through jaxnn.Conv2D against
+"""experiments.lenet.filters: the curve detector as printed, convolution through jaxnn.Conv2D against
 loops in NumPy, correlation matching, and the whole command on real MNIST."""
 
 import json
@@ -8,8 +8,9 @@ import jax
 import numpy as np
 import pytest
 
-from experiments import filters, filters_plots, train_lenet
-from experiments.loop import cli_main
+from experiments.lenet import filters, filters_plots
+from experiments import train_lenet
+from experiments.common.loop import cli_main
 from jaxnn import data as jdata
 from tests._cli import assert_one_line_usage_error
 

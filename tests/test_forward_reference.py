@@ -2,8 +2,8 @@
 
 A bug shared by a layer's forward and backward (a transposed window, a wrong padding side)
 passes the backward-vs-jax.vjp check, because jax.vjp differentiates the same wrong forward.
-So every row of jaxnn.cases with a NumPy reference (experiments.compare_backprop's adapters)
-has its forward value checked against experiments/numpy_reference.py, and every Conv2D row
+So every row of jaxnn.check.cases with a NumPy reference (experiments.backprop.compare_backprop's adapters)
+has its forward value checked against experiments/backprop/numpy_reference.py, and every Conv2D row
 against `lax.conv_general_dilated` as well. Conv2D and the pools each have two code paths;
 the jaxpr tells which one a row takes, and both must be covered.
 
@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from jax import lax
 
-from experiments.compare_backprop import CONV_GEOMETRY, NUMPY_REFERENCES, POOL_GEOMETRY
-from jaxnn.cases import LAYER_CASES, select
+from experiments.backprop.compare_backprop import CONV_GEOMETRY, NUMPY_REFERENCES, POOL_GEOMETRY
+from jaxnn.check.cases import LAYER_CASES, select
 
 TOL = {"float32": 1e-5, "float64": 1e-12}
 # Layers the NumPy reference implements: each of their rows must have an adapter.
@@ -51,7 +51,7 @@ def test_every_referenced_layer_row_has_a_reference():
     assert set(NUMPY_REFERENCES) <= ids and set(CONV_GEOMETRY) <= ids and set(POOL_GEOMETRY) <= ids
     missing = [c.id for c in LAYER_CASES
                if c.make().name in REFERENCED_LAYERS and c.id not in NUMPY_REFERENCES]
-    assert not missing, f"rows without a NumPy reference in experiments/compare_backprop.py: {missing}"
+    assert not missing, f"rows without a NumPy reference in experiments/backprop/compare_backprop.py: {missing}"
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

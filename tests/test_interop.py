@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import jaxnn as nn
-from jaxnn import compare, interop
+from jaxnn.check import compare
+from jaxnn import interop
 from tests._grads import assert_manual_equals_autodiff
 
 nnx = pytest.importorskip("flax.nnx")

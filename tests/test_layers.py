@@ -1,4 +1,4 @@
-"""Every row of jaxnn.cases: init's shape is apply's shape; backward equals jax.vjp; check_grads passes.
+"""Every row of jaxnn.check.cases: init's shape is apply's shape; backward equals jax.vjp; check_grads passes.
 
 Tolerances: float32 agreement to rtol = atol = 1e-5 (sums of a few hundred products); float64
 (with jax_enable_x64) to 1e-10.
@@ -11,7 +11,7 @@ import numpy as np
 from absl.testing import parameterized
 from jax.test_util import check_grads
 
-from jaxnn.cases import LAYER_CASES
+from jaxnn.check.cases import LAYER_CASES
 
 ROWS = [(c.id, c.make, c.input_shape) for c in LAYER_CASES]
 NUMERIC_ROWS = [(c.id, c.make, c.input_shape) for c in LAYER_CASES if c.numeric]

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from experiments import numpy_reference as ref
+from experiments.backprop import numpy_reference as ref
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -259,7 +259,7 @@ def test_lenet5_float32_stays_float32(variant):
 def test_reference_imports_neither_jax_nor_jaxnn():
     import subprocess
 
-    code = ("import sys; import experiments.numpy_reference; "
+    code = ("import sys; import experiments.backprop.numpy_reference; "
             "bad = [m for m in sys.modules if m.split('.')[0] in ('jax', 'jaxlib', 'jaxnn')]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)

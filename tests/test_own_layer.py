@@ -5,7 +5,7 @@ import json
 import jax
 import numpy as np
 
-from experiments import own_layer
+from experiments.backprop import own_layer
 
 
 def test_prelu_backward_agrees_with_every_method():

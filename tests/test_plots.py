@@ -1,11 +1,11 @@
-"""Tests for experiments.plots: every plot writes a real PNG, edge cases included, and
+"""Tests for experiments.common.plots: every plot writes a real PNG, edge cases included, and
 confusion_matrix matches counts worked out by hand."""
 import pathlib
 
 import numpy as np
 import pytest
 
-from experiments import plots
+from experiments.common import plots
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

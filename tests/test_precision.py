@@ -1,4 +1,4 @@
-"""bf16 compute with float32 master params (jaxnn.precision)."""
+"""bf16 compute with float32 master params (jaxnn.train.precision)."""
 
 import jax
 import jax.numpy as jnp
@@ -7,9 +7,10 @@ import optax
 import pytest
 
 import jaxnn
-from jaxnn import losses, sharding
+from jaxnn import losses
+from jaxnn.train import sharding
 from jaxnn.layers import Conv2D, Dense, Flatten, MaxPool, Relu
-from jaxnn.precision import mixed_precision
+from jaxnn.train.precision import mixed_precision
 
 
 def small_model():

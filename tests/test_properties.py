@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 import jaxnn as nn
 from jaxnn import data as jdata
 from jaxnn.backprop import manual_vjp
-from jaxnn.compare import TOLERANCES
+from jaxnn.check.compare import TOLERANCES
 from jaxnn.models import lenet5
 
 OURS = (nn.LayerError, nn.LayerTypeError)

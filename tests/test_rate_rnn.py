@@ -5,8 +5,8 @@ import json
 import jax
 import pytest
 
-from experiments import rate_rnn
-from experiments.loop import cli_main
+from experiments.rate import rate_rnn
+from experiments.common.loop import cli_main
 
 @pytest.fixture(autouse=True)
 def _standard_promotion():

@@ -9,9 +9,9 @@ import optax
 import pytest
 
 import jaxnn as nn
-from jaxnn import reinforce as rf
+from jaxnn.neuro import reinforce as rf
 from jaxnn.backprop import value_and_grad
-from jaxnn.envs import bandit, cartpole
+from jaxnn.neuro.envs import bandit, cartpole
 
 REWARD = jnp.array([3.0, 2.2, 1.5], jnp.float32)  # r(a) of a one-step, three-action problem
 X = jnp.array([[0.3, -1.2]], jnp.float32)

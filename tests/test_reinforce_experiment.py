@@ -1,11 +1,11 @@
-"""experiments.reinforce end to end on tiny settings, and its command-line errors."""
+"""experiments.reward.reinforce end to end on tiny settings, and its command-line errors."""
 
 import json
 
 import jax
 import pytest
 
-from experiments import reinforce
+from experiments.reward import reinforce
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,8 @@ import optax
 import pytest
 
 import jaxnn as nn
-from jaxnn import losses, rules
+from jaxnn import losses
+from jaxnn.neuro import rules
 from jaxnn.layers.dense import DenseParams
 
 
@@ -211,7 +212,7 @@ def test_bad_arguments_raise_clear_errors():
         rules.make_step(model, rules.oja(), "sgd")
     with pytest.raises(ValueError, match="plain learning rate must be > 0"):
         rules.make_step(model, rules.oja(), -1.0)
-    with pytest.raises(TypeError, match="rule must be a jaxnn.rules.Rule"):
+    with pytest.raises(TypeError, match="rule must be a jaxnn.neuro.rules.Rule"):
         rules.make_step(model, optax.sgd(0.1), 0.1)
     with pytest.raises(ValueError, match="k \\(the rank pushed away\\) must be an int >= 1"):
         rules.competitive(k=0)

@@ -1,4 +1,4 @@
-"""Data parallelism on forced CPU host devices and across processes (jaxnn.sharding).
+"""Data parallelism on forced CPU host devices and across processes (jaxnn.train.sharding).
 
 Each multi-device check runs in a subprocess (XLA_FLAGS is read once, when jax starts) with a
 wall-clock timeout, and with XLA's collective timeout set, so a stuck all-reduce ends the
@@ -17,7 +17,8 @@ import optax
 import pytest
 
 import jaxnn
-from jaxnn import distributed, losses, sharding
+from jaxnn.train import distributed, sharding
+from jaxnn import losses
 from jaxnn.models import LENET5_INPUT_SHAPE, lenet5
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,7 +55,7 @@ def test_two_processes_over_gloo_match_one_process(tmp_path):
     out = tmp_path / "params.npz"
     child = str(ROOT / "tests" / "_multiprocess_child.py")
     proc = subprocess.run(
-        [sys.executable, "-m", "experiments.launch", "-n", "2", "--timeout", str(TIMEOUT_S - 20),
+        [sys.executable, "-m", "experiments.common.launch", "-n", "2", "--timeout", str(TIMEOUT_S - 20),
          "--", sys.executable, child, str(out), "manual"],
         cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True,
         timeout=TIMEOUT_S)
@@ -114,7 +115,7 @@ def test_host_device_flags_replace_earlier_values():
 
 def test_a_step_that_never_finishes_ends_the_process_with_one_line():
     code = ("import time\n"
-            "from jaxnn.distributed import Pacer\n"
+            "from jaxnn.train.distributed import Pacer\n"
             "class Stuck:\n"
             "    def block_until_ready(self):\n"
             "        time.sleep(60)\n"

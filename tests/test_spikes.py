@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnn import spikes
+from jaxnn.neuro import spikes
 
 DT = 1e-3
 

@@ -1,10 +1,10 @@
-"""experiments.spikes: the figure, summary.json, one-line errors."""
+"""experiments.rate.spikes: the figure, summary.json, one-line errors."""
 
 import json
 
 import pytest
 
-from experiments import spikes as experiment
+from experiments.rate import spikes as experiment
 from tests._cli import assert_one_line_usage_error
 
 

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnn import tasks
+from jaxnn.neuro import tasks
 
 _SAMPLERS = {}
 

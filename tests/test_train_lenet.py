@@ -8,9 +8,9 @@ import jax
 import numpy as np
 import pytest
 
-import jaxnn.checkpoint
+import jaxnn.train.checkpoint
 from experiments import train_lenet
-from experiments.loop import UsageError, read_metrics, write_metrics
+from experiments.common.loop import UsageError, read_metrics, write_metrics
 from experiments.train_lenet import Config, train_and_evaluate
 from jaxnn import data as jdata
 
@@ -52,17 +52,17 @@ def test_resume_after_a_crash_continues_bit_for_bit(tmp_path, monkeypatch, varia
     train_and_evaluate(straight, data)
 
     crashed = _config(tmp_path, out=str(tmp_path / "crashed"), variant=variant)
-    save = jaxnn.checkpoint.Checkpoints.save
+    save = jaxnn.train.checkpoint.Checkpoints.save
 
     def save_then_die(self, step, state):
         save(self, step, state)
         if step == 1:
             raise KeyboardInterrupt("killed after epoch 1")
 
-    monkeypatch.setattr(jaxnn.checkpoint.Checkpoints, "save", save_then_die)
+    monkeypatch.setattr(jaxnn.train.checkpoint.Checkpoints, "save", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         train_and_evaluate(crashed, data)
-    monkeypatch.setattr(jaxnn.checkpoint.Checkpoints, "save", save)
+    monkeypatch.setattr(jaxnn.train.checkpoint.Checkpoints, "save", save)
     with pytest.raises(UsageError, match="pass --resume"):
         train_and_evaluate(crashed, data)
     train_and_evaluate(Config(**{**crashed.__dict__, "resume": True}), data)
@@ -115,7 +115,7 @@ def test_cli_parses_flags():
 
 
 def test_accuracy_table_collects_runs_and_curve_gaps(tmp_path):
-    from experiments import lenet_table
+    from experiments.lenet import lenet_table
 
     for grad, acc, loss in (("autodiff", 0.99, 0.10), ("manual", 0.991, 0.1001)):
         d = lenet_table.run_dir(tmp_path, "modern", grad, 0)

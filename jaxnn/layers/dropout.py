@@ -6,11 +6,11 @@ import jax
 import jax.numpy as jnp
 
 from jaxnn.core import (
-    StatefulLayer, check_input, check_shape, check_train, fail, make_stateful_layer,
+    check_input, check_shape, check_train, fail, make_stateful_layer,
 )
 
 
-def Dropout(rate: float) -> StatefulLayer:
+def Dropout(rate: float) -> Layer:
     """Zero each input with probability `rate` and scale the survivors by 1 / (1 - rate).
 
     `rate` is the probability of *dropping* (not of keeping). Shapes: any x -> y, same shape.

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxnn.core import (
-    Layer, StatefulLayer, check_input, check_shape, check_train, fail, make_layer,
+    Layer, check_input, check_shape, check_train, fail, make_layer,
     make_stateful_layer,
 )
 
@@ -65,7 +65,7 @@ def _norm_backward(params, residuals, dy, axes):
     return dparams, r * (g - coupled * through_stats)
 
 
-def BatchNorm(momentum: float = 0.9, eps: float = 1e-5, dtype=jnp.float32) -> StatefulLayer:
+def BatchNorm(momentum: float = 0.9, eps: float = 1e-5, dtype=jnp.float32) -> Layer:
     """Batch normalisation (Ioffe & Szegedy 2015) over every axis but the last.
 
     Shapes: x (N, C), or NHWC (N, H, W, C) where statistics are per channel over N, H, W;

@@ -40,7 +40,7 @@ import numpy as np
 from jax import lax
 
 from jaxnn.core import (
-    Layer, StatefulLayer, check_input, check_shape, fail, make_layer, make_stateful_layer,
+    Layer, check_input, check_shape, fail, make_layer, make_stateful_layer,
     positive_ints,
 )
 
@@ -173,33 +173,29 @@ def _rate_layer(name, hidden, *, alpha, readout, noise, mask, signs, rec_gain, d
         dx = jnp.swapaxes(dpre @ params.w_in.T, 0, 1)
         return RateParams(**dparams), dx
 
-    if noise == 0.0:
-        return make_layer(name, init, lambda params, x: run(params, x, None), backward,
-                          lambda params, x: run(params, x, None)[0])
-
-    def init_stateful(key, input_shape):
+    def init_full(key, input_shape):
         return (*init(key, input_shape), ())
 
     def forward(params, state, x, *, key=None, train):
-        if train and key is None:
+        if noise > 0.0 and train and key is None:
             fail(name, "recurrent noise needs a key when train=True")
-        y, residuals = run(params, x, key)
+        y, residuals = run(params, x, key if noise > 0.0 else None)
         return y, residuals, state
 
-    return make_stateful_layer(name, init_stateful, forward, backward)
+    return make_stateful_layer(name, init_full, forward, backward)
 
 
 def RateRNN(hidden: int, readout: int | None = None, *, tau: float = 100.0, dt: float = 20.0,
             noise: float = 0.0, dale: bool = False, exc_fraction: float = 0.8,
             connectivity: Any = None, mask_seed: int = 0, rec_gain: float = 1.0,
-            dtype=jnp.float32) -> Layer | StatefulLayer:
+            dtype=jnp.float32) -> Layer:
     """A firing-rate network: x (N, T, in) -> rates f (N, T, hidden), or y = f V + c
     (N, T, readout) when `readout` is given (see the module docstring for the equations).
 
     tau, dt: time constant and Euler step (same unit, e.g. ms); α = dt / tau ∈ (0, 1].
-    noise: σ of the recurrent noise. With noise > 0 the layer is a `StatefulLayer` (state `()`):
-        noise is drawn whenever a key is given (train or eval, so noisy trials can be
-        evaluated), and a key is required when train=True. With noise = 0 it is a plain `Layer`.
+    noise: σ of the recurrent noise (state `()` either way). With noise > 0, noise is drawn
+        whenever a key is given (train or eval, so noisy trials can be evaluated), and a key is
+        required when train=True; with noise = 0 the key is ignored.
     dale: fix each unit's outgoing sign, the first round(exc_fraction·hidden) excitatory.
     connectivity: None, a density in (0, 1] (random mask from `mask_seed`) or an (H, H) adjacency.
     rec_gain: spectral radius of the initial W (≈; for the masked/Dale'd random matrix).

@@ -1,0 +1,173 @@
+"""Train a firing-rate network (`jaxnn.RateRNN`) on a cognitive or motor task by backprop
+through time, hand-written or autodiff, on the shared loop (`experiments.common.loop`).
+
+    python -m experiments.rate.rate_rnn --task perceptual_decision --out runs/rnn_pd [--grad manual]
+
+Tasks: perceptual_decision, context_decision, delayed_match_to_sample, sine_generation
+(`jaxnn.neuro.tasks`). Each epoch is --steps-per-epoch Adam steps on fresh batches of trials drawn
+inside the compiled step from (seed, epoch, step); after each epoch the task's performance is
+measured on --eval-trials fixed held-out trials (with the same recurrent noise as training).
+steps_to_criterion in summary.json is the first step count at which an evaluation met the
+task's goal (Song et al. 2016's stopping rule), or null. OUT also gets metrics.csv,
+checkpoints (--resume continues bit for bit) and plots/ (`experiments.rate.rate_rnn_plots`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import jax
+import optax
+
+import jaxnn as nn
+from experiments.rate import rate_rnn_plots
+from experiments.common.loop import ArgumentParser, LoopConfig, UsageError, cli_main, fold_epoch_key, read_metrics, run
+from jaxnn.neuro import tasks
+from jaxnn.layers.recurrent import RateRNN
+
+# Per task: units, epochs, recurrent noise, learning rate, initial spectral radius.
+DEFAULTS = {
+    "perceptual_decision": dict(hidden=64, epochs=8, noise=0.05, lr=1e-2, rec_gain=1.0),
+    "context_decision": dict(hidden=64, epochs=12, noise=0.05, lr=1e-2, rec_gain=1.0),
+    "delayed_match_to_sample": dict(hidden=64, epochs=12, noise=0.05, lr=3e-3, rec_gain=1.5),
+    "sine_generation": dict(hidden=64, epochs=12, noise=0.0, lr=1e-2, rec_gain=1.5),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    task: str
+    out: str
+    grad: str = "manual"
+    seed: int = 0
+    hidden: int | None = None
+    epochs: int | None = None
+    steps_per_epoch: int = 50
+    batch: int = 64
+    lr: float | None = None
+    noise: float | None = None
+    rec_gain: float | None = None
+    dale: bool = True
+    connectivity: float | None = None
+    tau: float = 100.0
+    dt: float = 20.0
+    eval_trials: int = 512
+    resume: bool = False
+    progress: bool = True
+    plots: bool = True
+
+    def filled(self) -> "Config":
+        """The task's defaults in place of every option left unset; checked before any I/O."""
+        if self.task not in DEFAULTS:
+            raise UsageError(f"--task must be one of {', '.join(DEFAULTS)}, got {self.task!r}")
+        if self.grad not in nn.backprop.METHODS:
+            raise UsageError(f"--grad must be manual or autodiff, got {self.grad!r}")
+        cfg = dataclasses.replace(self, **{k: v for k, v in DEFAULTS[self.task].items()
+                                           if getattr(self, k) is None})
+        for name in ("hidden", "steps_per_epoch", "batch", "eval_trials"):
+            if getattr(cfg, name) < 1:
+                raise UsageError(f"--{name.replace('_', '-')} must be a positive integer")
+        if not (cfg.lr > 0 and cfg.noise >= 0 and cfg.rec_gain > 0 and 0 < cfg.dt <= cfg.tau):
+            raise UsageError("need --lr > 0, --noise >= 0, --rec-gain > 0 and 0 < --dt <= --tau")
+        if cfg.connectivity is not None and not 0 < cfg.connectivity <= 1:
+            raise UsageError(f"--connectivity must be in (0, 1], got {cfg.connectivity}")
+        return cfg
+
+
+def build(cfg: Config):
+    """(task, layer) for a filled config."""
+    task = tasks.get(cfg.task, dt=cfg.dt)
+    layer = RateRNN(cfg.hidden, task.n_out, tau=cfg.tau, dt=cfg.dt, noise=cfg.noise, dale=cfg.dale,
+                    connectivity=cfg.connectivity, mask_seed=cfg.seed, rec_gain=cfg.rec_gain)
+    return task, nn.stateful(layer)
+
+
+def outputs(layer, params, x, key):
+    """The network's outputs on trials x (noisy when the layer has noise), no training."""
+    return layer.apply(params, (), x, key=key, train=False)[0]
+
+
+def train_and_evaluate(cfg: Config) -> dict:
+    cfg = cfg.filled()
+    loop_cfg = LoopConfig(out=cfg.out, epochs=cfg.epochs, seed=cfg.seed, resume=cfg.resume,
+                          progress=cfg.progress, plots=cfg.plots).validate()
+    task, layer = build(cfg)
+    optimizer = optax.adam(cfg.lr)
+    train_step = nn.train_step(layer, task.loss, optimizer, cfg.grad, jit=False)
+
+    def init():
+        _, params, state = layer.init(jax.random.key(cfg.seed), (cfg.batch, task.n_steps, task.n_in))
+        return {"params": params, "state": state, "opt": optimizer.init(params)}
+
+    def step(s, trial_key, key):
+        trials = task.sample(trial_key, cfg.batch)
+        params, state, opt, m = train_step(s["params"], s["state"], s["opt"], trials.x,
+                                           (trials.target, trials.weight), key)
+        return {"params": params, "state": state, "opt": opt}, m
+
+    def batches(epoch):
+        epoch_key = jax.random.fold_in(fold_epoch_key(cfg.seed, epoch), 10 ** 6)
+        return [jax.random.fold_in(epoch_key, i) for i in range(cfg.steps_per_epoch)]
+
+    eval_key = jax.random.fold_in(jax.random.key(cfg.seed), 2 ** 31 - 1)  # apart from training
+    held_out = task.sample(eval_key, cfg.eval_trials)
+
+    @jax.jit
+    def performance(params):
+        y = outputs(layer, params, held_out.x, jax.random.fold_in(eval_key, 1))
+        return task.performance(y, held_out), task.loss.apply(y, (held_out.target, held_out.weight))
+
+    def evaluate(s, epoch):
+        perf, loss = performance(s["params"])
+        return {"performance": float(perf), "eval_loss": float(loss)}
+
+    def summarize(s):
+        rows = read_metrics(Path(cfg.out) / "metrics.csv")
+        reached = [r["epoch"] for r in rows if task.reached(r["performance"])]
+        return {"task": task.name, "goal": task.goal, "higher_is_better": task.higher_is_better,
+                "final_performance": rows[-1]["performance"],
+                "steps_to_criterion": reached[0] * cfg.steps_per_epoch if reached else None,
+                "trials_to_criterion": reached[0] * cfg.steps_per_epoch * cfg.batch if reached else None,
+                "reached_goal": task.reached(rows[-1]["performance"])}
+
+    def plots(s, rows, out_dir):
+        rate_rnn_plots.write_all(task, layer, s["params"], rows, out_dir, seed=cfg.seed,
+                                 steps_per_epoch=cfg.steps_per_epoch, dale=cfg.dale,
+                                 connectivity=cfg.connectivity)
+
+    return run(loop_cfg, init=init, step=jax.jit(step, donate_argnums=0), batches=batches,
+               evaluate=evaluate, plots=plots, config_dict=dataclasses.asdict(cfg),
+               name=f"rate_rnn {cfg.task}", summarize=summarize)
+
+
+def parse_args(argv=None) -> Config:
+    ap = ArgumentParser(prog="experiments.rate.rate_rnn", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--task", required=True, choices=list(DEFAULTS))
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--grad", default="manual", choices=nn.backprop.METHODS)
+    for name, kind in [("seed", int), ("hidden", int), ("epochs", int), ("steps-per-epoch", int),
+                       ("batch", int), ("lr", float), ("noise", float), ("rec-gain", float),
+                       ("connectivity", float), ("tau", float), ("dt", float), ("eval-trials", int)]:
+        ap.add_argument(f"--{name}", type=kind)
+    ap.add_argument("--no-dale", action="store_true", help="no sign constraint on the weights")
+    ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--no-plots", action="store_true")
+    args = ap.parse_args(argv)
+    given = {k: v for k, v in vars(args).items() if v is not None and k in Config.__annotations__}
+    return Config(**given, dale=not args.no_dale, progress=not args.no_progress,
+                  plots=not args.no_plots)
+
+
+def main(argv=None) -> int:
+    summary = train_and_evaluate(parse_args(argv))
+    print(f"{summary['task']}: performance {summary['final_performance']:.4f} (goal "
+          f"{'≥' if summary['higher_is_better'] else '≤'} {summary['goal']}), steps to criterion "
+          f"{summary['steps_to_criterion']}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli_main(main))

@@ -1,0 +1,1 @@
+"""Checking tools: the one case table and the backprop comparison."""

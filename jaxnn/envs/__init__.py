@@ -1,5 +1,0 @@
-"""Environments in pure JAX (seeded, jit- and vmap-able): a multi-armed bandit and CartPole."""
-
-from jaxnn.envs import bandit, cartpole
-
-__all__ = ["bandit", "cartpole"]

@@ -1,0 +1,1 @@
+"""The neuroscience: learning rules, spikes, tasks, reward learning and its environments."""
