@@ -43,32 +43,19 @@ def _jax_contender(name, params, apply_fn, optimizer):
                      lambda state: jax.block_until_ready(state))
 
 
-def make_jaxnn(method: str, seed: int = 0) -> Contender:
-    """jaxnn's own `train_step` (method "autodiff" or "manual"), batch picked inside the compiled call."""
-    import jax
-    import optax
-
-    import jaxnn
-    from jaxnn import losses
-    from jaxnn.models import LENET5_INPUT_SHAPE, lenet5
-
-    model = lenet5("modern")
-    _, params = model.init(jax.random.key(seed), LENET5_INPUT_SHAPE)
-    optimizer = optax.adam(LEARNING_RATE)
-    inner = jaxnn.train_step(model, losses.softmax_cross_entropy(), optimizer, method=method, jit=False)
-
-    def step(state, images, labels, order, i):
-        idx = order[i]
-        p, opt_state, metrics = inner(*state, images[idx], labels[idx])
-        return (p, opt_state), metrics["loss"]
-
-    return Contender(f"jaxnn {method}", (params, optimizer.init(params)),
-                     jax.jit(step, donate_argnums=0), lambda state: jax.block_until_ready(state))
+def make_jaxnn(method: str, seed: int = 0, chunk: int | None = None) -> Contender:
+    """jaxnn's own `train_step` (method "autodiff" or "manual", `chunk` examples per chunk or
+    the whole batch), batch picked inside the compiled call."""
+    return _jaxnn_contender(f"jaxnn {method}", "modern", method, seed, chunk)
 
 
 def make_jaxnn_bn(method: str = "autodiff", seed: int = 0) -> Contender:
-    """The "bn" LeNet-5 (BatchNorm after each conv/dense, Dropout before the output): a stateful
-    model, its running statistics threaded through the step and a key per step for Dropout."""
+    """The "bn" LeNet-5 (BatchNorm after each conv/dense, Dropout before the output): a model
+    with state, its running statistics carried in the TrainState and a key per step for Dropout."""
+    return _jaxnn_contender(f"jaxnn bn {method}", "bn", method, seed, None)
+
+
+def _jaxnn_contender(name, variant, method, seed, chunk):
     import jax
     import optax
 
@@ -76,19 +63,19 @@ def make_jaxnn_bn(method: str = "autodiff", seed: int = 0) -> Contender:
     from jaxnn import losses
     from jaxnn.models import LENET5_INPUT_SHAPE, lenet5
 
-    model = lenet5("bn")
+    model = lenet5(variant)
     _, params, model_state = model.init(jax.random.key(seed), LENET5_INPUT_SHAPE)
-    optimizer = optax.adam(LEARNING_RATE)
-    inner = jaxnn.train_step(model, losses.softmax_cross_entropy(), optimizer, method=method, jit=False)
+    init, inner = jaxnn.train_step(model, losses.softmax_cross_entropy(), optax.adam(LEARNING_RATE),
+                                   method, chunk=chunk)
     base = jax.random.key(seed + 1)
 
-    def step(state, images, labels, order, i):
+    def step(ts, images, labels, order, i):
         idx = order[i]
-        p, s, opt_state, metrics = inner(*state, images[idx], labels[idx], jax.random.fold_in(base, i))
-        return (p, s, opt_state), metrics["loss"]
+        ts, metrics = inner(ts, (images[idx], labels[idx]), jax.random.fold_in(base, i))
+        return ts, metrics["loss"]
 
-    return Contender(f"jaxnn bn {method}", (params, model_state, optimizer.init(params)),
-                     jax.jit(step, donate_argnums=0), lambda state: jax.block_until_ready(state))
+    return Contender(name, init(params, model_state), jax.jit(step, donate_argnums=0),
+                     lambda state: jax.block_until_ready(state))
 
 
 def stax_lenet5(seed: int = 0):

@@ -7,14 +7,14 @@
    backward of each layer alone, at its LeNet input shape, for every batch size; all (batch,
    layer) pairs alternate inside each repeat; medians of wall µs per image.
 2. Per op (`--op-batches`): `benchmarks.profile_step.trace_calls` of the whole-batch training
-   step (`train_step(..., microbatch=None)`, autodiff) and of the evaluation step
-   (`eval_step(..., microbatch=None)`); every HLO op's summed thunk time in µs per image, the
+   step (`train_step(..., chunk=None)`, autodiff) and of the evaluation step
+   (`eval_step(..., chunk=None)`); every HLO op's summed thunk time in µs per image, the
    ops ranked by their time at the largest batch. The compiled programs differ only in shapes
    for the heavy ops (same fusions, same convolution and dot instructions), so an op whose cost
    per image rises does so for its operands' size, not for a different algorithm.
 3. Page faults (`--op-batches`): minor page faults per image per call (`resource.getrusage`)
-   and wall µs per image of the training and evaluation steps, whole batch against
-   `microbatch="auto"`, alternating, medians: a program whose buffers are mapped anew on every
+   and wall µs per image of the training and evaluation steps, whole batch against chunks of
+   `--chunk` examples (default 32), alternating, medians: a program whose buffers are mapped anew on every
    call pays a kernel trap per 4 KiB page it touches first.
 4. Allocator (`--malloc`): the page-fault table again in fresh processes under glibc's
    MALLOC_ARENA_MAX=1 (one arena for every thread) and MALLOC_MMAP_MAX_=0 (no mmap), alone and
@@ -36,6 +36,7 @@ def parse_args(argv=None):
     ap.add_argument("--op-batches", default="128,2048", help="per-op batch sizes")
     ap.add_argument("--repeats", type=int, default=5, help="alternating repeats (default 5)")
     ap.add_argument("--images", type=int, default=1024, help="images per timing (default 1024)")
+    ap.add_argument("--chunk", type=int, default=32, help="chunk size against the whole batch (default 32)")
     ap.add_argument("--top", type=int, default=12, help="rows of each per-op table (default 12)")
     ap.add_argument("--no-layers", dest="layers", action="store_false", help="skip the per-layer table")
     ap.add_argument("--no-ops", dest="ops", action="store_false", help="skip the per-op traces")
@@ -61,11 +62,11 @@ def layer_table(batches, repeats, images):
         x = jax.random.normal(jax.random.key(1), (n, 28, 28, 1))
         shape = x.shape
         for i, (name, layer) in enumerate(stages):
-            shape, params = layer.init(jax.random.key(i), shape)
-            fwd = jax.jit(layer.apply)
+            shape, params, _ = layer.init(jax.random.key(i), shape)
+            fwd = jax.jit(lambda p, xin, layer=layer: layer(p, xin))  # eval mode, no state
 
             def fwd_bwd(p, xin, layer=layer):
-                y, pullback = jax.vjp(layer.apply, p, xin)
+                y, pullback = jax.vjp(layer, p, xin)
                 return pullback(y)
 
             fb = jax.jit(fwd_bwd)
@@ -96,15 +97,15 @@ def op_tables(batches, images, out):
     from jaxnn.models import LENET5_INPUT_SHAPE, lenet5
 
     model, loss, opt = lenet5("modern"), losses.softmax_cross_entropy(), optax.adam(1e-3)
-    _, params = model.init(jax.random.key(0), LENET5_INPUT_SHAPE)
+    _, params, state = model.init(jax.random.key(0), LENET5_INPUT_SHAPE)
     result = {"train": {}, "eval": {}}
     for n in batches:
         x = jax.random.normal(jax.random.key(1), (n, 28, 28, 1))
         y = jax.random.randint(jax.random.key(2), (n,), 0, 10)
-        train = jaxnn.train_step(model, loss, opt, microbatch=None, donate=False)
-        evaluate = jaxnn.eval_step(model, loss, microbatch=None)
-        for kind, fn, args in (("train", train, (params, opt.init(params), x, y)),
-                               ("eval", evaluate, (params, x, y))):
+        init, train = jaxnn.train_step(model, loss, opt)
+        evaluate = jaxnn.eval_step(model, loss)
+        for kind, fn, args in (("train", train, (init(params, state), (x, y), jax.random.key(3))),
+                               ("eval", evaluate, (params, state, x, y))):
             jax.block_until_ready(fn(*args))
             calls = max(2, images // n)
             res = trace_calls(fn, args, calls, Path(out) / f"{kind}{n}")
@@ -113,8 +114,8 @@ def op_tables(batches, images, out):
     return result
 
 
-def fault_table(batches, repeats, images):
-    """[(kind, batch, microbatch, faults per image per call, wall µs per image)], medians."""
+def fault_table(batches, repeats, images, chunk=32):
+    """[(kind, batch, chunk, faults per image per call, wall µs per image)], medians."""
     import resource
 
     import jax
@@ -125,17 +126,18 @@ def fault_table(batches, repeats, images):
     from jaxnn.models import LENET5_INPUT_SHAPE, lenet5
 
     model, loss, opt = lenet5("modern"), losses.softmax_cross_entropy(), optax.adam(1e-3)
-    _, params = model.init(jax.random.key(0), LENET5_INPUT_SHAPE)
+    _, params, state = model.init(jax.random.key(0), LENET5_INPUT_SHAPE)
+    rkey = jax.random.key(3)
     calls = {}
     for n in batches:
         x = jax.random.normal(jax.random.key(1), (n, 28, 28, 1))
         y = jax.random.randint(jax.random.key(2), (n,), 0, 10)
-        for chunks in (None, "auto"):
-            train = jaxnn.train_step(model, loss, opt, microbatch=chunks, donate=False)
-            evaluate = jaxnn.eval_step(model, loss, microbatch=chunks)
-            opt_state = opt.init(params)
-            calls["train", n, chunks] = lambda f=train, s=opt_state, x=x, y=y: f(params, s, x, y)
-            calls["eval", n, chunks] = lambda f=evaluate, x=x, y=y: f(params, x, y)
+        for c in (None, chunk):
+            init, train = jaxnn.train_step(model, loss, opt, chunk=c)
+            evaluate = jaxnn.eval_step(model, loss, chunk=c)
+            ts = init(params, state)
+            calls["train", n, c] = lambda f=train, ts=ts, x=x, y=y: f(ts, (x, y), rkey)
+            calls["eval", n, c] = lambda f=evaluate, x=x, y=y: f(params, state, x, y)
     for fn in calls.values():
         jax.block_until_ready(fn())
     faults = {k: [] for k in calls}
@@ -196,13 +198,13 @@ def malloc_tables(args) -> None:
 
     print(f"\n## Page faults per image per call under glibc malloc settings; load "
           f"{os.getloadavg()[0]:.1f}\n")
-    print("| malloc setting | step | batch | microbatch | minor faults / image | wall µs / image |")
+    print("| malloc setting | step | batch | chunk | minor faults / image | wall µs / image |")
     print("|---|---|---|---|---|---|")
     for label, env in MALLOC_SETTINGS.items():
         out = subprocess.run(
             [sys.executable, "-m", "benchmarks.batch_cliff", "--no-layers", "--no-ops",
              "--op-batches", ",".join(map(str, args.op_batches)), "--repeats", str(args.repeats),
-             "--images", str(args.images)],
+             "--images", str(args.images), "--chunk", str(args.chunk)],
             env={**os.environ, **env}, capture_output=True, text=True, check=True).stdout
         for line in out.splitlines():
             if line.startswith(("| train", "| eval")):
@@ -218,10 +220,11 @@ def main(argv=None):
         names, table = layer_table(args.batches, args.repeats, args.images)
         print_layers(names, table, args.batches)
     print(f"\n## Page faults per image per call; load {os.getloadavg()[0]:.1f}\n")
-    print("| step | batch | microbatch | minor faults / image | wall µs / image |")
+    print("| step | batch | chunk | minor faults / image | wall µs / image |")
     print("|---|---|---|---|---|")
-    for kind, n, chunks, faults, wall in fault_table(args.op_batches, args.repeats, args.images):
-        print(f"| {kind} | {n} | {chunks} | {faults:.1f} | {wall:.1f} |")
+    for kind, n, c, faults, wall in fault_table(args.op_batches, args.repeats, args.images,
+                                                args.chunk):
+        print(f"| {kind} | {n} | {c or 'whole'} | {faults:.1f} | {wall:.1f} |")
     if args.ops:
         traces = op_tables(args.op_batches, args.images, args.out)
         for kind in ("train", "eval"):

@@ -113,13 +113,13 @@ def check(kind):
 
     layer, stock = conv_variant(16, (5, 5), kind), Conv2D(16, 5, padding="VALID")
     k1, k2, k3 = jax.random.split(jax.random.key(1), 3)
-    _, params = layer.init(k1, (BATCH, 14, 14, 6))
+    _, params, state = layer.init(k1, (BATCH, 14, 14, 6))
     x = jax.random.normal(k2, (BATCH, 14, 14, 6))
     dy = jax.random.normal(k3, (BATCH, 10, 10, 16))
-    y, r = jax.jit(layer.forward)(params, x)
+    y, r, _ = jax.jit(lambda p, x: layer.forward(p, state, x, train=True))(params, x)
     dp, dx = jax.jit(layer.backward)(params, r, dy)
     errs = {}
-    for ref_name, fn in (("stock", stock.apply), ("own apply", layer.apply)):
+    for ref_name, fn in (("stock", stock), ("own apply", layer)):
         y_ref, vjp = jax.vjp(fn, params, x)
         dp_ref, dx_ref = vjp(dy)
         errs[ref_name] = max(float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b)))
@@ -155,10 +155,10 @@ def main(argv=None):
     models.update({kind: lenet_with(conv_variant(16, (5, 5), kind)) for kind in kinds})
     contenders = {}
     for mname, model in models.items():
-        _, params = model.init(jax.random.key(0), LENET5_INPUT_SHAPE)
+        _, params, state = model.init(jax.random.key(0), LENET5_INPUT_SHAPE)
         for method in ("autodiff", "manual"):
-            step = jaxnn.train_step(model, loss, opt, method=method, donate=False)
-            a = (params, opt.init(params), x, y)
+            init, step = jaxnn.train_step(model, loss, opt, method)
+            a = (init(params, state), (x, y), jax.random.key(3))
             t = time.perf_counter()
             jax.block_until_ready(step(*a))
             contenders[f"{mname} {method}"] = (step, a, time.perf_counter() - t)

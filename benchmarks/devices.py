@@ -47,26 +47,26 @@ def child(devices: int, steps: int, precisions: list[str]) -> dict:
     rng = np.random.default_rng(0)
     x, y = sharding.shard_batch(mesh, rng.standard_normal((BATCH, 28, 28, 1), np.float32),
                                 rng.integers(0, 10, BATCH).astype(np.int32))
-    _, params0 = model.init(jax.random.key(0), LENET5_INPUT_SHAPE)
+    _, params0, state0 = model.init(jax.random.key(0), LENET5_INPUT_SHAPE)
+    key = jax.random.key(1)
     variants = {}
     for precision in precisions:
         dtype = None if precision == "float32" else precision
-        step = sharding.train_step(model, loss, opt, mesh=mesh, compute_dtype=dtype)
+        step = sharding.train_step(model, loss, opt, mesh=mesh, compute_dtype=dtype,
+                                   donate=False)
         variants[precision if devices == 1 else f"{precision} paced"] = (step, False)
         if devices > 1:
             variants[f"{precision} blocking"] = (step, True)
     times = {}
-    for name, (step, block) in variants.items():
-        params = sharding.put(params0, jax.tree.map(lambda _: sharding.replicated(mesh), params0))
-        opt_state = opt.init(params)
-        params, opt_state, _ = step(params, opt_state, x, y)  # compile
-        jax.block_until_ready(params)
+    for name, ((init, step), block) in variants.items():
+        ts, _ = step(init(params0, state0), (x, y), key)  # compile
+        jax.block_until_ready(ts)
         t = time.perf_counter()
         for _ in range(steps):
-            params, opt_state, m = step(params, opt_state, x, y)
+            ts, m = step(ts, (x, y), key)
             if block:
                 jax.block_until_ready(m)
-        jax.block_until_ready(params)
+        jax.block_until_ready(ts)
         times[name] = (time.perf_counter() - t) / steps
     return times
 
@@ -130,19 +130,21 @@ def accuracy(epochs: int, seed: int = 0) -> list[dict]:
     out = []
     for dtype in ("float32", "bfloat16"):
         opt = optax.adam(1e-3)
-        _, params = model.init(jax.random.key(seed), LENET5_INPUT_SHAPE)
-        opt_state = opt.init(params)
-        step = sharding.train_step(model, loss, opt, mesh=mesh, compute_dtype=dtype)
+        _, params, state = model.init(jax.random.key(seed), LENET5_INPUT_SHAPE)
+        init, step = sharding.train_step(model, loss, opt, mesh=mesh, compute_dtype=dtype)
         evaluate = sharding.eval_step(model, loss, mesh=mesh, compute_dtype=dtype)
+        ts, key = init(params, state), jax.random.key(seed + 1)
         t = time.perf_counter()
         for epoch in range(1, epochs + 1):
             order = jdata.epoch_permutation(len(xtr), seed, epoch)
             for i in range(len(xtr) // BATCH):
                 idx = order[i * BATCH:(i + 1) * BATCH]
-                params, opt_state, _ = step(params, opt_state, xtr[idx], ytr[idx])
-        jax.block_until_ready(params)
+                ts, _ = step(ts, sharding.shard_batch(mesh, xtr[idx], ytr[idx]),
+                             jax.random.fold_in(key, i))
+        jax.block_until_ready(ts)
         seconds = time.perf_counter() - t
-        correct = sum(int(evaluate(params, xte[i:i + 1000], yte[i:i + 1000])["correct"])
+        correct = sum(int(evaluate(ts.params, ts.model_state, *sharding.shard_batch(
+                          mesh, xte[i:i + 1000], yte[i:i + 1000]))["correct"])
                       for i in range(0, len(xte), 1000))
         out.append({"compute": dtype, "epochs": epochs, "test_acc": correct / len(xte),
                     "train_seconds": seconds})

@@ -13,7 +13,7 @@
    spends running the program (the `ThunkExecutor::Execute` span), and a trivial jitted call with
    the same argument pytree (dispatch + argument handling, no compute).
 3. Per layer (--layers, default on): forward + backward at the LeNet shapes, the hand-written
-   `forward`/`backward` against `jax.vjp(layer.apply)`, both jitted, alternating, medians of wall
+   `forward`/`backward` against `jax.vjp(layer)`, both jitted, alternating, medians of wall
    and CPU time (time.process_time).
 
 The machine may be busy; all comparisons inside one run alternate contenders and report medians.
@@ -53,11 +53,11 @@ def build(method):
 
     model, loss = lenet5("modern"), losses.softmax_cross_entropy()
     opt = optax.adam(1e-3)
-    _, params = model.init(jax.random.key(0), LENET5_INPUT_SHAPE)
+    _, params, state = model.init(jax.random.key(0), LENET5_INPUT_SHAPE)
     x = jax.random.normal(jax.random.key(1), (BATCH, 28, 28, 1))
     y = jax.random.randint(jax.random.key(2), (BATCH,), 0, 10)
-    step = jaxnn.train_step(model, loss, opt, method=method, donate=False)
-    args = (params, opt.init(params), x, y)
+    init, step = jaxnn.train_step(model, loss, opt, method)
+    args = (init(params, state), (x, y), jax.random.key(3))
     jax.block_until_ready(step(*args))
     return step, args
 
@@ -154,7 +154,7 @@ def host_overhead(repeats, calls):
         step, args = build(method)
         contenders[f"step {method}"] = (step, args)
     _, args = contenders["step autodiff"]
-    trivial = jax.jit(lambda p, s, x, y: (p, s, {"loss": x[0, 0, 0, 0]}), donate_argnums=())
+    trivial = jax.jit(lambda ts, batch, key: (ts, {"loss": batch[0][0, 0, 0, 0]}))
     jax.block_until_ready(trivial(*args))
     contenders["trivial jit, same args"] = (trivial, args)
     times = {k: [] for k in contenders}
@@ -184,17 +184,17 @@ def layer_table(repeats, calls):
     cases = []
     for i, (name, layer) in enumerate(stages):
         key, k1, k2, k3 = jax.random.split(key, 4)
-        out_shape, params = layer.init(k1, shape)
+        out_shape, params, state = layer.init(k1, shape)
         x = jax.random.normal(k2, shape)
         dy = jax.random.normal(k3, out_shape)
 
-        def manual(p, x, dy, layer=layer):
-            y, r = layer.forward(p, x)
+        def manual(p, x, dy, layer=layer, state=state):
+            y, r, _ = layer.forward(p, state, x, train=True)
             dp, dx = layer.backward(p, r, dy)
             return y, dp, dx
 
         def auto(p, x, dy, layer=layer):
-            y, vjp = jax.vjp(layer.apply, p, x)
+            y, vjp = jax.vjp(layer, p, x)
             dp, dx = vjp(dy)
             return y, dp, dx
 

@@ -53,18 +53,16 @@ def make_jaxnn(method, T, threads):
     layer = RateRNN(HIDDEN, N_OUT, tau=100.0, dt=100.0 * ALPHA, noise=NOISE, dale=True,
                     exc_fraction=EXC)
     _, params, state = layer.init(jax.random.key(0), (BATCH, T, N_IN))
-    opt = optax.adam(1e-3)
-    step = nn.train_step(layer, tasks.masked_cross_entropy(), opt, method)
+    init, step = nn.train_step(layer, tasks.masked_cross_entropy(), optax.adam(1e-3), method)
     x, labels, weight = (jax.device_put(a) for a in _data(T))
-    box = {"s": (params, state, opt.init(params)), "i": 0}
+    box = {"s": init(params, state), "i": 0}
 
     def run():
         box["i"] += 1
-        p, s, o, m = step(*box["s"], x, (labels, weight), jax.random.key(box["i"]))
-        box["s"] = (p, s, o)
+        box["s"], m = step(box["s"], (x, (labels, weight)), jax.random.key(box["i"]))
         return float(m["loss"])
 
-    memory = step.lower(*box["s"], x, (labels, weight), jax.random.key(0)).compile().memory_analysis()
+    memory = step.lower(box["s"], (x, (labels, weight)), jax.random.key(0)).compile().memory_analysis()
     run.xla_temp_mib = memory.temp_size_in_bytes / 2 ** 20
     return run
 
@@ -119,22 +117,29 @@ def make(name, T, threads):
     return make_pytorch(T, threads) if name == "pytorch" else make_jaxnn(name.split()[1], T, threads)
 
 
+def contenders() -> tuple[str, ...]:
+    """CONTENDERS, less "pytorch" where torch is not installed."""
+    from benchmarks.baselines import torch_available
+
+    return CONTENDERS if torch_available() else CONTENDERS[:2]
+
+
 def time_length(T, steps, repeats, threads):
     """Alternating rounds in this process -> {contender: {median, values, compile_s}}."""
     runs, out = {}, {}
-    for name in CONTENDERS:
+    for name in contenders():
         run = make(name, T, threads)
         t = time.perf_counter()
         run()
         runs[name], out[name] = run, {"first_call_s": time.perf_counter() - t, "values": [],
                                       "xla_temp_mib": getattr(run, "xla_temp_mib", None)}
     for _ in range(repeats):
-        for name in CONTENDERS:
+        for name in runs:
             t = time.perf_counter()
             for _ in range(steps):
                 runs[name]()
             out[name]["values"].append(steps / (time.perf_counter() - t))
-    for name in CONTENDERS:
+    for name in runs:
         out[name]["steps_per_s"] = statistics.median(out[name]["values"])
     return out
 
@@ -183,10 +188,11 @@ def markdown(result):
              " | ".join(f"{c} peak MiB" for c in CONTENDERS) + " | XLA temp MiB manual / autodiff |",
              "|---" * (2 * len(CONTENDERS) + 4) + "|"]
     for row in result["rows"]:
-        sps = [row["timing"][c]["steps_per_s"] for c in CONTENDERS]
+        sps = [row["timing"].get(c, {}).get("steps_per_s") for c in CONTENDERS]
         mem = [row.get("peak_mib", {}).get(c) for c in CONTENDERS]
-        lines.append(f"| {row['T']} | " + " | ".join(f"{v:.1f}" for v in sps) +
-                     f" | {sps[0] / sps[2]:.2f}× | {sps[1] / sps[2]:.2f}× | " +
+        ratios = [f"{v / sps[2]:.2f}×" if sps[2] else "–" for v in sps[:2]]
+        lines.append(f"| {row['T']} | " + " | ".join("–" if v is None else f"{v:.1f}" for v in sps) +
+                     f" | {ratios[0]} | {ratios[1]} | " +
                      " | ".join("–" if v is None else f"{v:.0f}" for v in mem) +
                      f" | {row['timing'][CONTENDERS[0]]['xla_temp_mib']:.1f} / "
                      f"{row['timing'][CONTENDERS[1]]['xla_temp_mib']:.1f} |")
@@ -218,9 +224,9 @@ def main(argv=None):
     for T in lengths:
         row = {"T": T, "timing": time_length(T, args.steps, args.repeats, args.torch_threads)}
         if not args.no_memory:
-            row["peak_mib"] = {c: peak_memory(c, T, args.torch_threads) for c in CONTENDERS}
+            row["peak_mib"] = {c: peak_memory(c, T, args.torch_threads) for c in row["timing"]}
         result["rows"].append(row)
-        print(T, {c: round(row["timing"][c]["steps_per_s"], 2) for c in CONTENDERS},
+        print(T, {c: round(t["steps_per_s"], 2) for c, t in row["timing"].items()},
               row.get("peak_mib"), flush=True)
     result["machine"] = machine(result.pop("load_before"))
     out = Path(args.out)

@@ -5,8 +5,8 @@
     python -m benchmarks.run --xla-flags "--xla_cpu_use_onednn=true"   # set before jax starts
 
 Rows (batch 128, Adam 1e-3, softmax cross-entropy, MNIST 28×28×1):
-  step/*   one jitted `jaxnn.train_step` call on a fixed batch, autodiff vs manual, and the eager
-           (jit=False) step; seconds per step.
+  step/*   one `jaxnn.train_step` call (compiled) on a fixed batch, autodiff vs manual, whole
+           batch; seconds per step.
   epoch/*  one epoch (468 steps, the ragged remainder dropped) per contender: jaxnn autodiff, jaxnn
            manual, Flax linen, stax, PyTorch. The dataset is put on the device once; each step picks
            its batch there (`order[i]`). With --steps S < 468, S steps are timed and scaled by 468/S.
@@ -17,7 +17,7 @@ apart from the steady state. Results go to <out>/lenet_epoch.json and <out>/lene
 
 Then the batch-size sweep (`benchmarks/sweep.py`; `--no-sweep` skips it, `--sweep-only` runs it
 alone): µs per image of the training and evaluation steps at batch 16 … 2048, jaxnn (both methods,
-whole batch and micro-batched), stax and PyTorch, each with its ratio to PyTorch, into
+whole batch and at explicit chunk sizes), stax and PyTorch, each with its ratio to PyTorch, into
 <out>/batch_sweep.json, .md and .png.
 
 Data: MNIST train through `jaxnn.data` (never downloaded here). Missing files: a note, then random
@@ -49,12 +49,11 @@ def parse_args(argv=None):
     ap.add_argument("--steps", type=int, default=STEPS_PER_EPOCH,
                     help="steps timed per epoch repeat, scaled to 468 (default: a full epoch)")
     ap.add_argument("--step-calls", type=int, default=50, help="calls per step/* timing (default 50)")
-    ap.add_argument("--eager-steps", type=int, default=3, help="steps per eager timing; 0 skips the eager rows (default 3)")
     ap.add_argument("--only", default=",".join(CONTENDERS),
                     help=f"comma-separated epoch contenders (default: all of {', '.join(CONTENDERS)})")
     ap.add_argument("--no-step-rows", action="store_true", help="skip the step/* rows")
     ap.add_argument("--quick", action="store_true",
-                    help="--repeats 2 --steps 10 --step-calls 10 --eager-steps 1")
+                    help="--repeats 2 --steps 10 --step-calls 10")
     ap.add_argument("--xla-flags", default=None, help="appended to XLA_FLAGS before jax starts")
     ap.add_argument("--torch-threads", type=int, default=os.cpu_count(),
                     help="torch.set_num_threads (default: the number of cores)")
@@ -70,7 +69,7 @@ def parse_args(argv=None):
     which.add_argument("--sweep-only", action="store_true", help="run the sweep alone")
     args = ap.parse_args(argv)
     if args.quick:
-        args.repeats, args.steps, args.step_calls, args.eager_steps = 2, 10, 10, 1
+        args.repeats, args.steps, args.step_calls = 2, 10, 10
     args.only = [c.strip() for c in args.only.split(",") if c.strip()]
     unknown = set(args.only) - set(CONTENDERS)
     if unknown:
@@ -127,7 +126,7 @@ def timed(fn) -> float:
 
 # ------------------------------------------------------------------------------ the rows
 def step_rows(args, x, y) -> list[dict]:
-    """step/*: jaxnn.train_step on one fixed batch: autodiff vs manual (jit), and eager."""
+    """step/*: jaxnn.train_step on one fixed batch, autodiff vs manual, whole batch."""
     import jax
     import optax
 
@@ -136,31 +135,28 @@ def step_rows(args, x, y) -> list[dict]:
     from jaxnn.models import LENET5_INPUT_SHAPE, lenet5
 
     model, loss = lenet5("modern"), losses.softmax_cross_entropy()
-    optimizer = optax.adam(1e-3)
-    _, params0 = model.init(jax.random.key(0), LENET5_INPUT_SHAPE)
-    xb, yb = jax.device_put(x[:BATCH]), jax.device_put(y[:BATCH])
+    _, params0, state0 = model.init(jax.random.key(0), LENET5_INPUT_SHAPE)
+    batch = (jax.device_put(x[:BATCH]), jax.device_put(y[:BATCH]))
+    key = jax.random.key(1)
     variants = {}
     for method in ("autodiff", "manual"):
-        for jit in (True, False) if args.eager_steps else (True,):
-            step = jaxnn.train_step(model, loss, optimizer, method=method, jit=jit, donate=False)
-            state = (params0, optimizer.init(params0))
-            first = timed(lambda: jax.block_until_ready(step(*state, xb, yb)))
-            calls = args.step_calls if jit else args.eager_steps
-            variants[f"step/jaxnn {method}{'' if jit else ' eager'}"] = (step, state, first, calls)
+        init, step = jaxnn.train_step(model, loss, optax.adam(1e-3), method)
+        ts = init(params0, state0)
+        first = timed(lambda: jax.block_until_ready(step(ts, batch, key)))
+        variants[f"step/jaxnn {method}"] = (step, ts, first)
     times = {k: [] for k in variants}
     for _ in range(args.repeats):
-        for name, (step, state, _, calls) in variants.items():
+        for name, (step, ts, _) in variants.items():
             def run():
-                p, s = state
-                for _ in range(calls):
-                    p, s, _m = step(p, s, xb, yb)
-                jax.block_until_ready(p)
-            times[name].append(timed(run) / calls)
+                s = ts
+                for _ in range(args.step_calls):
+                    s, _m = step(s, batch, key)
+                jax.block_until_ready(s)
+            times[name].append(timed(run) / args.step_calls)
     rows = []
-    for name, (_, _, first, _) in variants.items():
+    for name, (_, _, first) in variants.items():
         row = {"name": name, "unit": "s/step", **summary(times[name])}
-        # For jit the first call is tracing + compilation + one step; eager has nothing to compile.
-        row["compile_s"] = first - row["median"] if "eager" not in name else None
+        row["compile_s"] = first - row["median"]  # tracing + compilation + one step, less a step
         rows.append(row)
     return rows
 

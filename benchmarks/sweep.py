@@ -1,5 +1,5 @@
 """Cost per image against the batch size: a LeNet-5 training step and evaluation step in jaxnn
-(both methods, whole batch and micro-batched), stax and PyTorch, side by side.
+(both methods, whole batch and at explicit chunk sizes), stax and PyTorch, side by side.
 
     python -m benchmarks.run --sweep-only                      # the sweep alone
     python -m benchmarks.run --sweep-only --batches 64,2048 --sweep-repeats 3
@@ -14,13 +14,10 @@ core. The load average is read before and after each N.
 
 Training: Adam 1e-3, softmax cross-entropy (mean over the batch). Evaluation: logits, argmax
 hits and the summed loss, no gradients (`torch.no_grad` for PyTorch).
-jaxnn rows: "whole" is `microbatch=None`; "auto" is the default `microbatch="auto"`, which for
-training runs what `train_step` picks for concrete arrays (`ChunkedStep.form`: one program
-with small chunks unrolled while the batch fits one call, else one compiled call per
-call-sized chunk, each unrolled in small chunks, `microbatch.accumulating_step`) and for
-evaluation loops the chunks in one call; "unrolled" is the
-one-program training form (`train_step(...).jitted`, the chunks unrolled, what a caller's own
-`jit` gets); see jaxnn.microbatch.
+jaxnn rows: "whole" is `chunk=None` (the batch as given); "chunk m" cuts the batch into chunks of
+at most m examples inside the one compiled step (`jaxnn.train.chunks`: for training the chunks
+unrolled, for evaluation a `lax.map` over them). A batch no larger than m is one chunk, the same
+program as "whole".
 """
 
 from __future__ import annotations
@@ -31,9 +28,10 @@ import statistics
 import time
 
 BATCHES = (16, 32, 64, 128, 256, 512, 1024, 2048)
-TRAIN = ("jaxnn autodiff whole", "jaxnn autodiff unrolled", "jaxnn autodiff auto",
-         "jaxnn manual whole", "jaxnn manual auto", "stax", "pytorch", "pytorch 1 thread")
-EVAL = ("jaxnn whole", "jaxnn auto", "stax", "pytorch", "pytorch 1 thread")
+TRAIN = ("jaxnn autodiff whole", "jaxnn autodiff chunk 32", "jaxnn manual whole",
+         "jaxnn manual chunk 32", "stax", "pytorch", "pytorch 1 thread")
+EVAL = ("jaxnn whole", "jaxnn chunk 32", "jaxnn chunk 125", "jaxnn chunk 500", "stax", "pytorch",
+        "pytorch 1 thread")
 
 
 def _jaxnn(kind, name, x, y):
@@ -45,20 +43,16 @@ def _jaxnn(kind, name, x, y):
     from jaxnn.models import LENET5_INPUT_SHAPE, lenet5
 
     model, loss = lenet5("modern"), losses.softmax_cross_entropy()
-    _, params = model.init(jax.random.key(0), LENET5_INPUT_SHAPE)
-    chunks = None if name.endswith("whole") else "auto"
+    _, params, state = model.init(jax.random.key(0), LENET5_INPUT_SHAPE)
+    chunk = None if name.endswith("whole") else int(name.rsplit(" ", 1)[1])
     if kind == "eval":
-        step = jaxnn.eval_step(model, loss, microbatch=chunks)
-        return lambda: step(params, x, y)
-    opt = optax.adam(1e-3)
-    method = name.split()[1]
-    step = jaxnn.train_step(model, loss, opt, method, microbatch=chunks)
-    if name.endswith("unrolled"):  # the one-program form: chunks unrolled in one compiled step
-        step = step.jitted if isinstance(step, jaxnn.training.ChunkedStep) else step
-    state = [params, opt.init(params)]
+        evaluate = jaxnn.eval_step(model, loss, chunk=chunk)
+        return lambda: evaluate(params, state, x, y)
+    init, step = jaxnn.train_step(model, loss, optax.adam(1e-3), name.split()[1], chunk=chunk)
+    box, key = [init(params, state)], jax.random.key(1)
 
     def call():
-        state[0], state[1], metrics = step(state[0], state[1], x, y)
+        box[0], metrics = step(box[0], (x, y), key)
         return metrics
     return call
 

@@ -30,17 +30,17 @@ import jaxnn
 from jaxnn import losses
 from jaxnn.models import LENET5_INPUT_SHAPE, lenet5
 model, opt = lenet5("modern"), optax.adam(1e-3)
-_, p = model.init(jax.random.key(0), LENET5_INPUT_SHAPE)
-s = opt.init(p)
+_, p, state = model.init(jax.random.key(0), LENET5_INPUT_SHAPE)
 rng = np.random.default_rng(0)
 x = jax.device_put(rng.standard_normal((128, 28, 28, 1), np.float32))
 y = jax.device_put(rng.integers(0, 10, 128).astype(np.int32))
-step = jaxnn.train_step(model, losses.softmax_cross_entropy(), opt)
-p, s, _ = step(p, s, x, y); jax.block_until_ready(p)
+init, step = jaxnn.train_step(model, losses.softmax_cross_entropy(), opt)
+ts, key = init(p, state), jax.random.key(1)
+ts, _ = step(ts, (x, y), key); jax.block_until_ready(ts)
 t = time.perf_counter()
 for _ in range(int(sys.argv[1])):
-    p, s, _ = step(p, s, x, y)
-jax.block_until_ready(p)
+    ts, _ = step(ts, (x, y), key)
+jax.block_until_ready(ts)
 print(json.dumps((time.perf_counter() - t) / int(sys.argv[1])))
 """
 

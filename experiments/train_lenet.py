@@ -5,6 +5,7 @@
     python -m experiments.train_lenet --variant bn         # BatchNorm + Dropout (stateful)
     python -m experiments.train_lenet --out runs/x --resume  # continue an interrupted run
     python -m experiments.train_lenet --devices 2 --precision bf16   # 2 devices, bf16 compute
+    python -m experiments.train_lenet --chunk none --conv plain      # the speed options off
     python -m experiments.common.launch -n 2 -- python -m experiments.train_lenet --out runs/mp
 
 Runs on the shared loop (experiments/common/loop.py), which writes to --out: metrics.csv (one row per
@@ -13,6 +14,16 @@ summary.json, checkpoints/ (one per epoch, atomic), plots/*.png. A resumed run c
 for bit: the data order of epoch e and each image's random shift (the only augmentation,
 --max-shift) depend only on (seed, e), and the training state comes back from the newest
 intact checkpoint.
+
+The step is `jaxnn.train_step(model, loss, optimizer, --grad, chunk=--chunk)`, its state a
+`jaxnn.TrainState` (params, BatchNorm's statistics, optimiser state, step count). Two speed
+options change how a step is computed, not what: --chunk cuts each batch into chunks inside the
+compiled step (`jaxnn.train.chunks`) and --conv cpu builds C1 and C3 as `jaxnn.layers.CPUConv2D`
+(the same function and params as `Conv2D`). Their defaults depend on the backend (32 and cpu on
+XLA:CPU, none and plain on a GPU or TPU; benchmarks/README.md has the measurements) and the
+values chosen are recorded in config.json. Evaluation runs in chunks of --chunk when given,
+else of the backend's evaluation default (250 on XLA:CPU, none elsewhere); config.json records
+it as eval_chunk.
 """
 
 from __future__ import annotations
@@ -31,10 +42,14 @@ import jaxnn
 from experiments.common import scaling
 from experiments.common.loop import ArgumentParser, LoopConfig, UsageError, cli_main, run
 from jaxnn import data as jdata
-from jaxnn.models import LENET5_ALL_VARIANTS, lenet5, lenet5_stages
+from jaxnn.core import no_state
+from jaxnn.models import LENET5_ALL_VARIANTS, LENET5_INPUT_SHAPE, lenet5, lenet5_stages
+from jaxnn.train import chunks
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "momentum")
 SCHEDULES = ("cosine", "constant")
+CONVS = ("plain", "cpu")  # C1 and C3 as jaxnn.layers.Conv2D, or as jaxnn.layers.CPUConv2D
+BACKEND = "backend"  # the default of --chunk and --conv: chosen for jax.default_backend()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,8 +69,10 @@ class Config:
     out: str | None = None
     train_subset: int | None = None
     test_subset: int | None = None
-    eval_batch_size: int = 1000  # eval_step splits it into cache-sized chunks inside one call
+    eval_batch_size: int = 1000
     eval_train: bool = True
+    chunk: int | None | str = BACKEND  # examples per chunk of a step (None: whole batches)
+    conv: str = BACKEND                # one of CONVS
     devices: int | None = None         # the scaling options: see experiments/common/scaling.py
     coordinator: str | None = None
     num_processes: int | None = None
@@ -74,10 +91,33 @@ class Config:
                           resume=self.resume, progress=self.progress, plots=self.plots,
                           on_nan=self.on_nan)
 
+    def resolved(self, backend: str | None = None) -> "Config":
+        """The config with --chunk and --conv chosen for the backend where left to it: chunks of
+        `jaxnn.train.chunks.default_chunk(backend)` (none for a model with state, whose batch
+        statistics chunks would change) and conv "cpu" on XLA:CPU, "plain" elsewhere. Touches
+        the backend: call it after `scaling.setup`."""
+        backend = backend or jax.default_backend()
+        chunk, conv = self.chunk, self.conv
+        if conv == BACKEND:
+            conv = "cpu" if backend == "cpu" else "plain"
+        if chunk == BACKEND:
+            chunk = chunks.default_chunk(backend) if _stateless(self.variant) else None
+        return dataclasses.replace(self, chunk=chunk, conv=conv)
+
+    def eval_chunk(self, backend: str | None = None) -> int | None:
+        """Examples per chunk of an evaluation call (eval mode holds the state fixed, so any
+        model may be chunked): --chunk when given, else the backend's default for evaluation
+        (`chunks.default_chunk(backend, evaluation=True)`). Call it on the config as given:
+        `resolved()` fills in --chunk's training default."""
+        if self.chunk in (BACKEND, None):
+            return chunks.default_chunk(backend or jax.default_backend(), evaluation=True)
+        return self.chunk
+
     def validate(self) -> "Config":
         """Every argument checked before any data is read or directory made (UsageError)."""
         choices = {"variant": LENET5_ALL_VARIANTS, "grad": jaxnn.backprop.METHODS,
-                   "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "dataset": tuple(jdata.DATASETS)}
+                   "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "dataset": tuple(jdata.DATASETS),
+                   "conv": (*CONVS, BACKEND)}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise UsageError(f"--{name} must be one of {', '.join(allowed)}; got "
@@ -86,6 +126,14 @@ class Config:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be positive, got {value}")
+        if self.chunk != BACKEND:
+            try:
+                chunks.check_chunk(self.chunk)
+            except ValueError:
+                raise UsageError(f"--chunk must be a positive integer or none, got {self.chunk!r}") from None
+            if self.chunk is not None and not _stateless(self.variant):
+                raise UsageError(f"--chunk {self.chunk}: --variant {self.variant} has state (BatchNorm's "
+                                 f"batch statistics), which chunks would change; use --chunk none")
         if self.max_shift < 0:
             raise UsageError(f"--max-shift must be >= 0, got {self.max_shift}")
         if not (self.learning_rate > 0 and np.isfinite(self.learning_rate)):
@@ -93,6 +141,17 @@ class Config:
         scaling.validate(self)
         self.loop().validate()
         return self
+
+
+def _stateless(variant: str) -> bool:
+    """Whether the variant's model has no state (shapes only: nothing is computed)."""
+    _, _, state = jax.eval_shape(lambda: lenet5(variant).init(jax.random.key(0), LENET5_INPUT_SHAPE))
+    return no_state(state)
+
+
+def build_model(config: Config) -> jaxnn.Layer:
+    """LeNet-5 of config.variant, its C1 and C3 built by the --conv choice (resolved)."""
+    return lenet5(config.variant, conv=jaxnn.layers.CPUConv2D if config.conv == "cpu" else None)
 
 
 def make_optimizer(config: Config, steps_per_epoch: int) -> optax.GradientTransformation:
@@ -142,42 +201,28 @@ class EpochBatches:
             yield (x, self.labels[idx]) if self.scale is None else self.scale.batch(x, self.labels[idx])
 
 
-def make_step(model, loss, optimizer, grad: str, scale=None):
-    """(state, (x, y), key) -> (state, {"loss"}): the library's train step on a state dict;
-    with `scale`, `jaxnn.train.sharding.train_step` on its mesh (already compiled and paced)."""
-    if scale is not None:
-        train = scale.train_step(model, loss, optimizer, grad)
-    else:
-        train = jaxnn.train_step(model, loss, optimizer, grad, jit=False)
-
-    def step(state, batch, key):
-        params, model_state, opt_state, metrics = train(
-            state["params"], state["model_state"], state["opt_state"], *batch, key)
-        return {"params": params, "model_state": model_state, "opt_state": opt_state}, metrics
-
-    return step if scale is not None else jax.jit(step, donate_argnums=0)
-
-
-def evaluate_in_batches(eval_fn, state, images, labels, batch_size):
-    """(mean loss, accuracy) over a whole set, in batches (the last one may be smaller)."""
+def evaluate_in_batches(eval_fn, state: jaxnn.TrainState, images, labels, batch_size):
+    """(mean loss, accuracy) over a whole set, in batches (the last one may be smaller);
+    eval_fn is a `jaxnn.eval_step` (params, model state, x, labels) -> sums."""
     correct, total_loss = 0, 0.0
     for i in range(0, len(images), batch_size):
-        m = eval_fn(state["params"], state["model_state"], images[i:i + batch_size],
+        m = eval_fn(state.params, state.model_state, images[i:i + batch_size],
                     labels[i:i + batch_size])
         correct += int(m["correct"])
         total_loss += float(m["loss"])
     return total_loss / len(images), correct / len(images)
 
 
-def make_evaluate(config, model, loss, stage_names, train_set, test_set):
-    """(state, epoch) -> accuracies, losses, and ‖dC/dX_i‖, ‖dC/dW_i‖ per layer on a fixed batch."""
-    eval_fn = jaxnn.eval_step(model, loss)
+def make_evaluate(config, model, loss, stage_names, train_set, test_set, eval_chunk=None):
+    """(state, epoch) -> accuracies, losses, and ‖dC/dX_i‖, ‖dC/dW_i‖ per layer on a fixed batch;
+    the evaluation calls in chunks of `eval_chunk` examples (None: whole batches)."""
+    eval_fn = jaxnn.eval_step(model, loss, chunk=eval_chunk)
     probe = (train_set[0][:config.batch_size], train_set[1][:config.batch_size])
 
     @jax.jit
     def norms(state, probe):  # the probe is an argument: closed over, XLA would constant-fold it
-        layers = jaxnn.layer_gradients(model, loss, state["params"], *probe, config.grad,
-                                       state=state["model_state"], key=jax.random.key(config.seed))
+        layers = jaxnn.layer_gradients(model, loss, state.params, *probe, config.grad,
+                                       state=state.model_state, key=jax.random.key(config.seed))
         out = {}
         for name, layer in zip(stage_names, layers):
             out[f"dx_norm:{name}"] = jnp.sqrt(sum(jnp.vdot(d, d) for d in jax.tree.leaves(layer["dx"])))
@@ -207,6 +252,8 @@ def train_and_evaluate(config: Config, data=None) -> dict:
     """
     config.validate()
     scale = scaling.setup(config) if scaling.wanted(config) else None
+    eval_chunk = config.eval_chunk()  # from the --chunk given, before it is resolved
+    config = config.resolved()
     if scale is not None:
         scale.check_batch("--batch-size", config.batch_size)
     (x_train, y_train), (x_test, y_test) = data if data is not None else load_data(config)
@@ -215,35 +262,42 @@ def train_and_evaluate(config: Config, data=None) -> dict:
         raise UsageError(f"--batch-size {config.batch_size} exceeds the {len(x_train)} training images")
 
     stages = lenet5_stages(config.variant)
-    model = jaxnn.stateful(lenet5(config.variant))
+    model = build_model(config)
     loss = jaxnn.losses.softmax_cross_entropy()
     optimizer = make_optimizer(config, steps_per_epoch)
+    if scale is not None:
+        train = scale.train_step(model, loss, optimizer, config.grad, chunk=config.chunk)
+    else:
+        train = jaxnn.train_step(model, loss, optimizer, config.grad, chunk=config.chunk)
 
-    @jax.jit  # one compiled program, ≈ 0.8 s sooner than ≈ 30 eager ops each compiled apart; same values
-    def init():
-        _, params, model_state = model.init(jax.random.key(config.seed), (-1, *x_train.shape[1:]))
-        return {"params": params, "model_state": model_state, "opt_state": optimizer.init(params)}
+    @jax.jit  # the initial weights in one compiled program, not op by op
+    def init_model():
+        return model.init(jax.random.key(config.seed), (-1, *x_train.shape[1:]))[1:]
+
+    def init() -> jaxnn.TrainState:
+        return train.init(*init_model())
 
     def plots(state, rows, out):
         _plot(config, model, stages, scaling.local_copy(state), rows, x_test, y_test, out)
 
     evaluate = make_evaluate(config, model, loss, [n for n, _ in stages], (x_train, y_train),
-                             (x_test, y_test))
+                             (x_test, y_test), eval_chunk)
     loop_config = config.loop()
     if scale is not None:  # every process evaluates its local copy; only process 0 writes
         loop_config = dataclasses.replace(loop_config, write=scale.is_main,
                                           progress=config.progress and scale.is_main)
-    return run(loop_config, init=init, step=make_step(model, loss, optimizer, config.grad, scale),
+    return run(loop_config, init=init, step=train.step,
                batches=lambda epoch: EpochBatches(config, x_train, y_train, epoch, scale),
                evaluate=lambda state, epoch: evaluate(scaling.local_copy(state), epoch),
-               plots=plots, config_dict=dataclasses.asdict(config), name=f"lenet5-{config.variant}",
+               plots=plots, config_dict={**dataclasses.asdict(config), "eval_chunk": eval_chunk},
+               name=f"lenet5-{config.variant}",
                summarize=lambda state: {"num_params": int(sum(
-                   p.size for p in jax.tree.leaves(state["params"])))})
+                   p.size for p in jax.tree.leaves(state.params)))})
 
 
-def load_trained(run_dir: str | Path) -> tuple[Config, dict]:
-    """(config, training state {"params", "model_state", "opt_state"}) from the newest intact
-    checkpoint of a run this experiment wrote."""
+def load_trained(run_dir: str | Path) -> tuple[Config, jaxnn.TrainState]:
+    """(config, the `jaxnn.TrainState`) from the newest intact checkpoint of a run this
+    experiment wrote."""
     import json
 
     from experiments.common.loop import restore
@@ -254,11 +308,13 @@ def load_trained(run_dir: str | Path) -> tuple[Config, dict]:
         raise UsageError(f"{run_dir}: no config.json; not a run of experiments.train_lenet")
     saved = json.loads(path.read_text())
     config = Config(**{k: v for k, v in saved.items() if k in Config.__dataclass_fields__})
-    model = jaxnn.stateful(lenet5(config.variant))
-    _, params, model_state = model.init(jax.random.key(config.seed), (-1, 28, 28, 1))
+    config = config.resolved()
+    model = build_model(config)
+    _, params, model_state = model.init(jax.random.key(config.seed), LENET5_INPUT_SHAPE)
     steps = max((config.train_subset or 60000) // config.batch_size, 1)
-    template = {"params": params, "model_state": model_state,
-                "opt_state": make_optimizer(config, steps).init(params)}
+    loss = jaxnn.losses.softmax_cross_entropy()
+    template = jaxnn.train_step(model, loss, make_optimizer(config, steps),
+                                config.grad).init(params, model_state)
     _, state = restore(run_dir, template)
     return config, state
 
@@ -266,7 +322,7 @@ def load_trained(run_dir: str | Path) -> tuple[Config, dict]:
 def _plot(config, model, stages, state, rows, x_test, y_test, out: Path) -> None:
     from experiments.common import plots
 
-    params, model_state = state["params"], state["model_state"]
+    params, model_state = state.params, state.model_state
     predict = jax.jit(lambda x: model.apply(params, model_state, x, train=False)[0])
     logits = np.concatenate([np.asarray(predict(x_test[i:i + config.eval_batch_size]))
                              for i in range(0, len(x_test), config.eval_batch_size)])
@@ -276,7 +332,7 @@ def _plot(config, model, stages, state, rows, x_test, y_test, out: Path) -> None
     plots.plot_curves(rows, out / "curves.png")
     plots.plot_filters(np.asarray(params[0].w), out / "filters_conv1.png",
                        title="Learned conv1 5×5 filters (receptive fields)")
-    # Jitted: one compile instead of an eager compile per layer (eagerly ≈ 0.9 s).
+    # Jitted: one compile instead of an eager compile per layer.
     outputs = jax.jit(lambda p, s, x: [y for _, y in jaxnn.intermediates(model, p, x, state=s)])(
         params, model_state, x_test[:1])
     shown = [(name, np.asarray(y[0])) for (name, _), y in zip(stages, outputs)
@@ -287,6 +343,17 @@ def _plot(config, model, stages, state, rows, x_test, y_test, out: Path) -> None
                              out / "misclassified.png", probs=probs[wrong])
     plots.plot_layer_gradients(rows, out / "layer_gradients.png",
                                title=f"LeNet-5 {config.variant}, {config.grad} gradients")
+
+
+def _chunk_arg(text: str):
+    if text.lower() == "none":
+        return None
+    if text == BACKEND:
+        return BACKEND
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or none, got {text!r}") from None
 
 
 def parse_args(argv=None) -> Config:
@@ -313,6 +380,13 @@ def parse_args(argv=None) -> Config:
     p.add_argument("--test-subset", type=int, default=None)
     scaling.add_arguments(p)
     p.add_argument("--eval-batch-size", type=int, default=defaults.eval_batch_size)
+    speed = p.add_argument_group("speed (how a step is computed, not what)")
+    speed.add_argument("--chunk", type=_chunk_arg, default=BACKEND,
+                       help="examples per chunk of a training step, or none (whole batches); "
+                            "default: 32 on the CPU backend, none on a GPU or TPU and for --variant bn; "
+                            "evaluation uses it when given, else 250 on the CPU backend, none elsewhere")
+    speed.add_argument("--conv", default=BACKEND, help="C1 and C3 as Conv2D (plain) or CPUConv2D "
+                       "(cpu); default: cpu on the CPU backend, plain elsewhere")
     p.add_argument("--no-eval-train", dest="eval_train", action="store_false",
                    help="skip the training-set accuracy after each epoch")
     p.add_argument("--no-plots", dest="plots", action="store_false")

@@ -19,7 +19,7 @@ from jaxnn.core import (
     Layer, LayerError, LayerTypeError, fixed_state, make_layer, make_stateful_layer,
 )
 from jaxnn.layers import (
-    LENET5_C3_TABLE, LSTM, RBF, RNN, AvgPool, BatchNorm, BatchNormState, Conv2D, ConvParams,
+    LENET5_C3_TABLE, LSTM, RBF, RNN, AvgPool, BatchNorm, BatchNormState, Conv2D, ConvParams, CPUConv2D,
     Dense, DenseParams, Dropout, Flatten, Heaviside, Identity, LayerNorm, LogSoftmax, MaxPool,
     Negate, LSTMParams, NormParams, PartialConv2D, RateParams, RateRNN, Relu, Reshape, Scan,
     ScaledTanh, Sigmoid, Softmax, Subsample, SubsampleParams, Tanh,
@@ -31,7 +31,7 @@ from jaxnn.train import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "AvgPool", "BatchNorm", "BatchNormState", "Conv2D", "ConvParams", "Dense", "DenseParams",
+    "AvgPool", "BatchNorm", "BatchNormState", "CPUConv2D", "Conv2D", "ConvParams", "Dense", "DenseParams",
     "Dropout", "FanInConcat", "FanInSum", "FanOut", "Flatten", "Heaviside", "Identity",
     "LENET5_C3_TABLE", "LSTM", "LSTMParams", "Layer", "LayerError", "LayerNorm",
     "LayerTypeError", "LogSoftmax", "MaxPool", "Negate", "NormParams", "PartialConv2D", "RBF",

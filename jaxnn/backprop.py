@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnn.combinators import split_state
-from jaxnn.core import Layer, LayerError, LayerTypeError, check_residuals
+from jaxnn.core import OURS, Layer, LayerError, LayerTypeError, check_residuals, located
 from jaxnn.losses import Loss
 
 METHODS = ("autodiff", "manual")
@@ -159,7 +159,10 @@ def intermediates(model: Layer, params, x, *, state=(), key=None, train: bool = 
     children, states = _children(model, params, state)
     outs = []
     for (name, child), p, s, k in zip(children, params, states, _child_keys(key, len(children))):
-        x, _ = child.apply(p, s, x, key=k, train=train)
+        try:
+            x, _ = child.apply(p, s, x, key=k, train=train)
+        except OURS as err:
+            raise located(name, err) from None
         outs.append((name, x))
     return outs
 

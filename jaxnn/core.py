@@ -71,7 +71,10 @@ class Layer(NamedTuple):
     """A layer: a name and four pure functions (see the module docstring).
 
     `children` holds the sub-layers of a combinator (empty otherwise), so tools such as
-    `jaxnn.backprop.intermediates` can walk a model without changing it.
+    `jaxnn.backprop.intermediates` can walk a model without changing it. To compile a call,
+    jit a function of arrays: `jax.jit(lambda params, x: layer(params, x))` or
+    `jax.jit(layer.apply, static_argnames="train")` (a Layer is a value holding functions, so it
+    is hashable and may be a static argument, but `jax.jit(layer)` itself is refused by JAX).
     """
 
     name: str

@@ -132,13 +132,16 @@ def from_linen(module: Any, name: str | None = None) -> Layer:
 
 
 def _call(layer: Layer, manual: bool) -> Callable:
-    return as_custom_vjp(layer).apply if manual else layer.apply
+    """(params, x) -> y: the layer (eval mode, no state of its own), differentiated by its
+    hand-written backward when manual=True."""
+    layer = as_custom_vjp(layer) if manual else layer
+    return lambda params, x: layer(params, x)
 
 
 def to_nnx(layer: Layer, input_shape, *, rngs, manual: bool = True):
     """A jaxnn Layer as an nnx.Module built for `input_shape` (batch may be -1).
 
-    module.params: an nnx.Param holding the layer's params pytree; module(x) = layer.apply(params, x),
+    module.params: an nnx.Param holding the layer's params pytree; module(x) = layer(params, x),
     differentiated by the layer's hand-written backward when manual=True (else by autodiff).
     module.output_shape: what `layer.init` returned.
     """
@@ -146,7 +149,7 @@ def to_nnx(layer: Layer, input_shape, *, rngs, manual: bool = True):
 
     class JaxnnLayer(nnx.Module):
         def __init__(self):
-            self.output_shape, params = layer.init(rngs.params(), input_shape)
+            self.output_shape, params, _ = layer.init(rngs.params(), input_shape)
             self.params = nnx.Param(params)
             self.fn = _call(layer, manual)
 

@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 from jaxnn import initializers
 from jaxnn.combinators import serial
-from jaxnn.core import Layer
 from jaxnn.core import Layer
 from jaxnn.layers import (
     LENET5_C3_TABLE, RBF, AvgPool, BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool, Negate,
     PartialConv2D, Relu, ScaledTanh, Subsample, Tanh,
 )
 
-LENET5_VARIANTS = ("modern", "classic")  # plain (stateless) models, in every comparison
+LENET5_VARIANTS = ("modern", "classic")  # models without state, in every comparison
 LENET5_ALL_VARIANTS = LENET5_VARIANTS + ("lecun1998", "bn")
 LENET5_INPUT_SHAPE = (-1, 28, 28, 1)
 
 
-def lenet5(variant: str = "modern", num_classes: int = 10) -> Layer:
+def lenet5(variant: str = "modern", num_classes: int = 10, *, conv: Callable | None = None) -> Layer:
     """LeNet-5 on 28×28×1 NHWC input (LeCun et al. 1998), returning logits (N, num_classes).
 
     Layers (shapes for a batch of N):
@@ -30,6 +31,10 @@ def lenet5(variant: str = "modern", num_classes: int = 10) -> Layer:
         LeCun-normal weights.
     variant="modern": ReLU units and max pooling, He-normal weights.
     Kernels are HWIO, Dense weights (in, out).
+
+    conv: the constructor of C1 and C3 (of C1 alone in "lecun1998"), with `Conv2D`'s signature
+    and params; None means `Conv2D`. `jaxnn.layers.CPUConv2D` computes the same layer in
+    forms XLA:CPU runs faster.
 
     How "classic" differs from the 1998 paper: the paper squashes with 1.7159·tanh(2x/3);
     its subsampling layers have a trainable coefficient and bias per map; C3 connects each
@@ -58,24 +63,27 @@ def lenet5(variant: str = "modern", num_classes: int = 10) -> Layer:
     (statistics over N, H, W per channel for the convolutions) and `Dropout(0.25)` before the
     output layer: a `Layer` with state (running statistics; a key in training).
     """
-    return serial(*(layer for _, layer in lenet5_stages(variant, num_classes)))
+    return serial(*(layer for _, layer in lenet5_stages(variant, num_classes, conv=conv)))
 
 
-def lenet5_stages(variant: str = "modern", num_classes: int = 10) -> list[tuple[str, Layer]]:
-    """The layers of `lenet5(variant)` with their names, in order (its params line up)."""
+def lenet5_stages(variant: str = "modern", num_classes: int = 10, *,
+                  conv: Callable | None = None) -> list[tuple[str, Layer]]:
+    """The layers of `lenet5(variant, conv=conv)` with their names, in order (its params line
+    up)."""
     if variant not in LENET5_ALL_VARIANTS:
         raise ValueError(f"lenet5: variant must be one of {LENET5_ALL_VARIANTS}, got {variant!r}")
+    Conv = Conv2D if conv is None else conv
     if variant == "lecun1998":
-        return _lecun1998_stages(num_classes)
+        return _lecun1998_stages(num_classes, Conv)
     if variant == "bn":
-        return _bn_stages(num_classes)
+        return _bn_stages(num_classes, Conv)
     if variant == "modern":
         act, pool, w_init = Relu, MaxPool, initializers.he_normal
     else:
         act, pool, w_init = Tanh, AvgPool, initializers.lecun_normal
     return [
-        ("C1", Conv2D(6, 5, padding="SAME", w_init=w_init)), ("C1 act", act()), ("S2", pool(2)),
-        ("C3", Conv2D(16, 5, padding="VALID", w_init=w_init)), ("C3 act", act()), ("S4", pool(2)),
+        ("C1", Conv(6, 5, padding="SAME", w_init=w_init)), ("C1 act", act()), ("S2", pool(2)),
+        ("C3", Conv(16, 5, padding="VALID", w_init=w_init)), ("C3 act", act()), ("S4", pool(2)),
         ("flatten", Flatten()),
         ("C5", Dense(120, w_init=w_init)), ("C5 act", act()),
         ("F6", Dense(84, w_init=w_init)), ("F6 act", act()),
@@ -83,12 +91,12 @@ def lenet5_stages(variant: str = "modern", num_classes: int = 10) -> list[tuple[
     ]
 
 
-def _bn_stages(num_classes: int) -> list[tuple[str, Layer]]:
+def _bn_stages(num_classes: int, Conv: Callable) -> list[tuple[str, Layer]]:
     he = initializers.he_normal
     return [
-        ("C1", Conv2D(6, 5, padding="SAME", w_init=he)), ("C1 bn", BatchNorm()), ("C1 act", Relu()),
+        ("C1", Conv(6, 5, padding="SAME", w_init=he)), ("C1 bn", BatchNorm()), ("C1 act", Relu()),
         ("S2", MaxPool(2)),
-        ("C3", Conv2D(16, 5, padding="VALID", w_init=he)), ("C3 bn", BatchNorm()), ("C3 act", Relu()),
+        ("C3", Conv(16, 5, padding="VALID", w_init=he)), ("C3 bn", BatchNorm()), ("C3 act", Relu()),
         ("S4", MaxPool(2)), ("flatten", Flatten()),
         ("C5", Dense(120, w_init=he)), ("C5 bn", BatchNorm()), ("C5 act", Relu()),
         ("F6", Dense(84, w_init=he)), ("F6 bn", BatchNorm()), ("F6 act", Relu()),
@@ -97,9 +105,9 @@ def _bn_stages(num_classes: int) -> list[tuple[str, Layer]]:
     ]
 
 
-def _lecun1998_stages(num_classes: int) -> list[tuple[str, Layer]]:
+def _lecun1998_stages(num_classes: int, Conv: Callable) -> list[tuple[str, Layer]]:
     return [
-        ("C1", Conv2D(6, 5, padding="SAME")), ("C1 act", ScaledTanh()),
+        ("C1", Conv(6, 5, padding="SAME")), ("C1 act", ScaledTanh()),
         ("S2", Subsample(2)), ("S2 act", ScaledTanh()),
         ("C3", PartialConv2D(16, 5, LENET5_C3_TABLE, padding="VALID")), ("C3 act", ScaledTanh()),
         ("S4", Subsample(2)), ("S4 act", ScaledTanh()),

@@ -7,22 +7,22 @@ import jax
 import pytest
 
 import jaxnn.data
-from benchmarks import run, sweep
+from benchmarks import chunk_sizes, run, sweep
 from jaxnn.data import DataError
 
 
 def test_quick_run_writes_rows(tmp_path):
     # optax's Adam mixes Python floats with int32 counters, which conftest's strict promotion rejects.
     with jax.numpy_dtype_promotion("standard"):
-        result = run.main(["--repeats", "1", "--steps", "2", "--step-calls", "2", "--eager-steps", "0",
-                           "--only", "jaxnn autodiff", "--no-sweep", "--out", str(tmp_path)])
+        result = run.main(["--repeats", "1", "--steps", "2", "--only", "jaxnn autodiff",
+                           "--no-step-rows", "--no-sweep", "--out", str(tmp_path)])
     saved = json.loads((tmp_path / "lenet_epoch.json").read_text())
     assert saved["rows"] == result["rows"]
     names = [r["name"] for r in saved["rows"]]
-    assert names == ["step/jaxnn autodiff", "step/jaxnn manual", "epoch/jaxnn autodiff"]
+    assert names == ["epoch/jaxnn autodiff"]
     for row in saved["rows"]:
         assert row["median"] > 0 and row["min"] <= row["median"] <= row["max"]
-    assert saved["rows"][2]["ratio_vs_autodiff"] == 1.0
+    assert saved["rows"][0]["ratio_vs_autodiff"] == 1.0
     assert saved["machine"]["cores"] >= 1 and saved["versions"]["jax"]
     assert "| epoch/jaxnn autodiff (s/epoch) |" in (tmp_path / "lenet_epoch.md").read_text()
 
@@ -35,16 +35,28 @@ def test_sweep_rows_table_and_plot(tmp_path):
     y = rng.integers(0, 10, 8).astype(np.int32)
     with jax.numpy_dtype_promotion("standard"):
         result = sweep.sweep(x, y, batches=(8,), repeats=1, images_per_turn=8,
-                             contenders=("jaxnn autodiff auto", "jaxnn auto"), log=lambda line: None)
+                             contenders=("jaxnn manual chunk 32", "jaxnn chunk 32"), log=lambda line: None)
     (train,), (evaluation,) = result["train"], result["eval"]
-    assert (train["name"], evaluation["name"]) == ("jaxnn autodiff auto", "jaxnn auto")
+    assert (train["name"], evaluation["name"]) == ("jaxnn manual chunk 32", "jaxnn chunk 32")
     for row in (train, evaluation):
         assert row["batch"] == 8 and row["us_per_image"] > 0 and row["x_pytorch"] is None
         assert len(row["load_before"]) == 3
     table = sweep.markdown(result)
-    assert "| batch | jaxnn autodiff auto | load |" in table and "| 8 | " in table
+    assert "| batch | jaxnn manual chunk 32 | load |" in table and "| 8 | " in table
     sweep.plot(result, tmp_path / "sweep.png")
     assert (tmp_path / "sweep.png").stat().st_size > 0
+
+
+def test_chunk_sizes_rows_side_by_side(tmp_path):
+    with jax.numpy_dtype_promotion("standard"):
+        result = chunk_sizes.main(["--eval-batch", "8", "--eval-chunks", "none,3", "--train-batch", "4",
+                                   "--train-chunks", "2", "--methods", "manual", "--rounds", "1",
+                                   "--calls", "1", "--conv", "plain", "--out", str(tmp_path)])
+    rows = [(r["kind"], r["method"], r["chunk"]) for r in result["rows"]]
+    assert rows == [("eval", "", None), ("eval", "", 3), ("train", "manual", 2)]
+    assert result["rows"][0]["x_whole"] == 1.0 and result["rows"][2]["x_whole"] is None
+    table = (tmp_path / "chunk_sizes.md").read_text()
+    assert "| eval | 8 | – | whole |" in table and "| train | 4 | manual | 2 |" in table
 
 
 def test_missing_data_falls_back_with_a_note(monkeypatch, capsys):

@@ -11,16 +11,15 @@ from jaxnn import losses
 
 def _layer_inputs(layer, shape, key, dtype=jnp.float32):
     k_init, k_x = jax.random.split(key)
-    _, params = layer.init(k_init, shape)
+    _, params, _ = layer.init(k_init, shape)
     params = jax.tree.map(lambda a: a.astype(dtype), params)
     return params, jax.random.normal(k_x, shape, dtype)
 
 
 def _twice_dy_tanh():
     """Tanh whose hand-written backward doubles the gradient: dx = 2·dy·(1 - y²)."""
-    tanh = nn.Tanh()
-    return nn.make_layer("BrokenTanh", tanh.init, tanh.forward,
-                         lambda params, y, dy: ((), 2 * dy * (1 - y * y)))
+    return nn.Tanh()._replace(name="BrokenTanh",
+                              backward=lambda params, y, dy: ((), 2 * dy * (1 - y * y)))
 
 
 def _rows(result, pair):

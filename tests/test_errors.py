@@ -51,9 +51,10 @@ def test_bad_input_shape_fails_at_init_naming_the_layer(model, shape, match):
 
 def test_bad_shape_at_trace_time_names_layer_and_position():
     model = nn.serial(nn.Dense(4), nn.Relu(), nn.Dense(3))
-    _, params = model.init(jax.random.key(0), (-1, 5))
+    _, params, _ = model.init(jax.random.key(0), (-1, 5))
     bad = jnp.zeros((2, 6))
-    for fn in (model.apply, jax.jit(model.apply), lambda p, x: model.forward(p, x)[0]):
+    for fn in (model, jax.jit(lambda p, x: model(p, x)),
+               lambda p, x: model.forward(p, (), x, train=False)[0]):
         with pytest.raises(ValueError, match=r"serial\[0\] Dense: expected trailing axes \(5,\), "
                                              r"got input shape \(2, 6\)"):
             fn(params, bad)
@@ -61,26 +62,26 @@ def test_bad_shape_at_trace_time_names_layer_and_position():
 
 def test_lenet5_rejects_wrong_image_size_at_trace_time():
     model = lenet5()
-    _, params = model.init(jax.random.key(0), (-1, 28, 28, 1))
+    _, params, _ = model.init(jax.random.key(0), (-1, 28, 28, 1))
     with pytest.raises(ValueError, match=r"serial\[7\] Dense: expected trailing axes \(400,\), "
                                          r"got input shape \(2, 576\)"):
-        jax.jit(model.apply)(params, jnp.zeros((2, 32, 32, 1)))
+        jax.jit(lambda p, x: model(p, x))(params, jnp.zeros((2, 32, 32, 1)))
     with pytest.raises(ValueError, match=r"serial\[0\] Conv2D: expected trailing axes \(1,\)"):
-        model.apply(params, jnp.zeros((2, 28, 28, 3)))
+        model(params, jnp.zeros((2, 28, 28, 3)))
 
 
 def test_integer_input_is_a_type_error_naming_the_layer():
     model = nn.serial(nn.Dense(2))
-    _, params = model.init(jax.random.key(0), (1, 3))
+    _, params, _ = model.init(jax.random.key(0), (1, 3))
     with pytest.raises(TypeError, match=r"serial\[0\] Dense: expected a floating-point input, got "
                                         r"dtype int32"):
-        model.apply(params, jnp.zeros((1, 3), jnp.int32))
+        model(params, jnp.zeros((1, 3), jnp.int32))
 
 
 def test_wrong_params_for_model():
     model = nn.serial(nn.Dense(2), nn.Tanh())
     with pytest.raises(ValueError, match=r"serial: expected params for 2 layers, got 1"):
-        model.apply(((),), jnp.zeros((1, 3)))
+        model(((),), jnp.zeros((1, 3)))
 
 
 def test_init_shape_must_be_ints():
@@ -90,9 +91,9 @@ def test_init_shape_must_be_ints():
 
 def test_errors_from_jax_itself_are_not_relabelled():
     model = nn.serial(nn.Dense(2))
-    _, params = model.init(jax.random.key(0), (1, 3))
+    _, params, _ = model.init(jax.random.key(0), (1, 3))
     with pytest.raises(TypeError) as info:
-        model.apply(params, "not an array")
+        model(params, "not an array")
     assert isinstance(info.value, nn.LayerTypeError)
 
 
@@ -103,7 +104,7 @@ def test_as_custom_vjp_keeps_each_calls_residuals_apart():
     a, b = jnp.arange(24.0).reshape(2, 3, 4), jnp.arange(24.0).reshape(2, 4, 3)
 
     def f(a, b):
-        return (flat.apply((), a) ** 2).sum() + (flat.apply((), b) * 3).sum()
+        return (flat((), a) ** 2).sum() + (flat((), b) * 3).sum()
 
     da, db = jax.grad(f, argnums=(0, 1))(a, b)
     np.testing.assert_array_equal(da, 2 * a)
@@ -112,25 +113,25 @@ def test_as_custom_vjp_keeps_each_calls_residuals_apart():
 
 def test_parallel_checks_params_layers_and_locates_apply_errors():
     model = nn.parallel(nn.Dense(2), nn.Dense(3))
-    _, params = model.init(jax.random.key(0), ((1, 4), (1, 5)))
+    _, params, _ = model.init(jax.random.key(0), ((1, 4), (1, 5)))
     xs = (jnp.ones((1, 4)), jnp.ones((1, 5)))
     with pytest.raises(nn.LayerError, match="parallel: expected params for 2 layers, got 1"):
-        model.apply(params[:1], xs)
+        model(params[:1], xs)
     with pytest.raises(nn.LayerError, match="parallel: expected params for 2 layers, got 1"):
-        model.forward(params[:1], xs)
+        model.forward(params[:1], (), xs, train=False)
     with pytest.raises(nn.LayerTypeError, match=r"parallel\[1\]: expected a Layer, got function"):
         nn.parallel(nn.Dense(2), nn.Tanh)
     with pytest.raises(nn.LayerError, match=r"parallel\[1\] Dense: expected trailing axes \(5,\)"):
-        model.apply(params, (jnp.ones((1, 4)), jnp.ones((1, 6))))
+        model(params, (jnp.ones((1, 4)), jnp.ones((1, 6))))
 
 
 def test_eval_step_sums_a_sum_reduced_loss_once():
     model = nn.serial(nn.Dense(3))
-    _, params = model.init(jax.random.key(0), (4, 2))
+    _, params, _ = model.init(jax.random.key(0), (4, 2))
     x, y = jax.random.normal(jax.random.key(1), (4, 2)), jnp.array([0, 1, 2, 0])
-    total = float(nn.losses.softmax_cross_entropy("sum").apply(model.apply(params, x), y))
+    total = float(nn.losses.softmax_cross_entropy("sum").apply(model(params, x), y))
     for reduction in ("sum", "mean"):
-        got = nn.eval_step(model, nn.losses.softmax_cross_entropy(reduction))(params, x, y)
+        got = nn.eval_step(model, nn.losses.softmax_cross_entropy(reduction))(params, (), x, y)
         np.testing.assert_allclose(float(got["loss"]), total, rtol=1e-6)
 
 
@@ -139,19 +140,19 @@ def test_eval_step_sums_a_sum_reduced_loss_once():
     (nn.Subsample(2), (1, 4, 4, 2)), (nn.LayerNorm(), (2, 3)),
 ])
 def test_one_dtype_rule_input_must_match_the_weights(layer, shape):
-    _, params = layer.init(jax.random.key(0), shape)
+    _, params, _ = layer.init(jax.random.key(0), shape)
     with jax.enable_x64(True):
         x = jnp.ones(shape, jnp.float64)
         with pytest.raises(nn.LayerTypeError,
                            match=f"{layer.name}: expected input dtype float32 .*got float64"):
-            layer.apply(params, x)
+            layer(params, x)
 
 
 def test_eval_step_sums_every_term_of_a_mean_loss_over_time_steps():
     """A "mean" loss divides by every example axis (here batch × time), not the batch alone."""
     model = nn.serial(nn.Dense(3))
-    _, params = model.init(jax.random.key(0), (2, 5, 4))
+    _, params, _ = model.init(jax.random.key(0), (2, 5, 4))
     x, y = jax.random.normal(jax.random.key(1), (2, 5, 4)), jnp.zeros((2, 5), jnp.int32)
-    total = float(nn.losses.softmax_cross_entropy("sum").apply(model.apply(params, x), y))
-    got = nn.eval_step(model, nn.losses.softmax_cross_entropy("mean"))(params, x, y)
+    total = float(nn.losses.softmax_cross_entropy("sum").apply(model(params, x), y))
+    got = nn.eval_step(model, nn.losses.softmax_cross_entropy("mean"))(params, (), x, y)
     np.testing.assert_allclose(float(got["loss"]), total, rtol=1e-6)

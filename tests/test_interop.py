@@ -43,12 +43,12 @@ def test_flax_nnx_block_as_a_jaxnn_layer():
     block = interop.from_nnx(FlaxLeNetBlock)
     assert block.name == "FlaxNNX(FlaxLeNetBlock)[backward=jax.vjp]"
     model = nn.serial(block, nn.Flatten(), nn.Dense(10))
-    out_shape, params = model.init(jax.random.key(0), (-1, 28, 28, 1))
+    out_shape, params, _ = model.init(jax.random.key(0), (-1, 28, 28, 1))
     assert out_shape == (-1, 10)
     x, y = _batch()
     # Forward: the same numbers as the Flax module itself, built from the same key.
     flax_block = FlaxLeNetBlock(nnx.Rngs(params=jax.random.split(jax.random.key(0), 7)[0]))
-    np.testing.assert_array_equal(block.apply(params[0], x), flax_block(x))
+    np.testing.assert_array_equal(block(params[0], x), flax_block(x))
     assert_manual_equals_autodiff(model, params, x, y, rtol=1e-5)
 
 
@@ -59,9 +59,9 @@ def test_jaxnn_block_as_a_flax_nnx_module_keeps_its_hand_written_backward():
     x, _ = _batch()
     w = jax.random.normal(jax.random.key(3), (3, 5, 5, 16))
     params = module.params.get_value()
-    np.testing.assert_array_equal(module(x), layer.apply(params, x))
+    np.testing.assert_array_equal(module(x), layer(params, x))
     got = nnx.grad(lambda m: jnp.sum(m(x) * w))(module)["params"].get_value()
-    want = jax.grad(lambda p: jnp.sum(layer.apply(p, x) * w))(params)   # autodiff
+    want = jax.grad(lambda p: jnp.sum(layer(p, x) * w))(params)   # autodiff
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * float(jnp.max(jnp.abs(b))))
     # Proof that the layer's own rule runs: a layer whose rule says dx = 2 dy (deliberately not
@@ -76,7 +76,7 @@ def test_jaxnn_block_as_a_flax_nnx_module_keeps_its_hand_written_backward():
 def test_linen_both_ways():
     dense = interop.from_linen(linen.Dense(4))
     assert dense.name == "FlaxLinen(Dense)[backward=jax.vjp]"
-    _, params = dense.init(jax.random.key(0), (-1, 36))
+    _, params, _ = dense.init(jax.random.key(0), (-1, 36))
     report = compare.compare_layer(dense, params, jnp.ones((2, 36)), key=jax.random.key(2),
                                    methods=("manual", "reverse"))
     assert report["agree"] and report["case"] == "FlaxLinen(Dense)[backward=jax.vjp]"
@@ -94,12 +94,12 @@ def test_linen_both_ways():
 
 def test_bad_input_and_unsupported_modules_are_refused_by_name():
     block = interop.from_nnx(lambda rngs: nnx.Conv(1, 6, (5, 5), rngs=rngs))
-    _, params = block.init(jax.random.key(0), (-1, 28, 28, 1))
+    _, params, _ = block.init(jax.random.key(0), (-1, 28, 28, 1))
     with pytest.raises(nn.LayerTypeError, match=r"FlaxNNX\(Conv\)\[backward=jax.vjp\]: expected "
                                                 r"input dtype float32 \(the params' dtype\), got float16"):
-        block.apply(params, jnp.zeros((1, 28, 28, 1), jnp.float16))
+        block(params, jnp.zeros((1, 28, 28, 1), jnp.float16))
     with pytest.raises(nn.LayerTypeError, match="expected a floating-point input, got dtype uint8"):
-        block.apply(params, jnp.zeros((1, 28, 28, 1), jnp.uint8))
+        block(params, jnp.zeros((1, 28, 28, 1), jnp.uint8))
     with pytest.raises(nn.LayerError, match=r"FlaxNNX\(BatchNorm\).*also holds BatchStat"):
         interop.from_nnx(lambda rngs: nnx.BatchNorm(3, rngs=rngs))
 

@@ -7,7 +7,7 @@ import pytest
 
 from jaxnn import data as jdata
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "experiments" / "lab_perceptron.ipynb"
+NOTEBOOK = Path(__file__).resolve().parents[1] / "experiments" / "rules" / "lab_perceptron.ipynb"
 
 
 @pytest.mark.realdata
@@ -16,7 +16,7 @@ def test_lab_notebook_runs_end_to_end(monkeypatch):
         pytest.skip(f"{jdata.ENV_VAR} is unset: the notebook reads the MNIST IDX files from it")
     nbformat = pytest.importorskip("nbformat", reason="nbformat is in the test extra: pip install -e '.[test]'")
     nbclient = pytest.importorskip("nbclient", reason="nbclient is in the test extra: pip install -e '.[test]'")
-    # The kernel runs in experiments/, so a relative data directory must be made absolute here.
+    # The kernel runs in experiments/rules/, so a relative data directory must be made absolute here.
     monkeypatch.setenv(jdata.ENV_VAR, os.path.abspath(os.environ[jdata.ENV_VAR]))
     monkeypatch.setenv("JAXNN_LAB_SUBSET", "1000")
     monkeypatch.setenv("JAXNN_LAB_EPOCHS", "2")

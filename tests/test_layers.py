@@ -1,107 +1,121 @@
-"""Every row of jaxnn.check.cases: init's shape is apply's shape; backward equals jax.vjp; check_grads passes.
+"""Every row of jaxnn.check.cases (plain layers, layers with state or a key, recurrent layers,
+combinators): init's shape is apply's shape, the hand-written backward equals jax.vjp of the
+fixed-state view (float32 and float64), and (float64) the hand-written backward agrees with
+central finite differences of the forward, as `jax.test_util.check_grads` checks a VJP
+(<dy, J t> against <backward(dy), t> for a random direction t).
 
-Tolerances: float32 agreement to rtol = atol = 1e-5 (sums of a few hundred products); float64
-(with jax_enable_x64) to 1e-10.
+Tolerances: float32 agreement to rtol = atol = 2e-5 (sums of a few hundred products; a
+recurrence of six steps); float64 (with jax_enable_x64) to 1e-10; finite differences (step
+1e-4, float64) to 1e-6. Both dtypes of a row run as one compiled call.
 """
 
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl.testing import parameterized
-from jax.test_util import check_grads
+import pytest
 
-from jaxnn.check.cases import LAYER_CASES
+import jaxnn as nn
+from jaxnn.check import cases
+from jaxnn.check.cases import LAYER_CASES, ROW_KEY
 
-ROWS = [(c.id, c.make, c.input_shape) for c in LAYER_CASES]
-NUMERIC_ROWS = [(c.id, c.make, c.input_shape) for c in LAYER_CASES if c.numeric]
-
-TOL = {jnp.float32: 1e-5, jnp.float64: 1e-10}
-
-
-def _concrete(shape):
-    return tuple(2 if d == -1 else d for d in shape)
-
-
-def _setup(make, input_shape, dtype, seed=0):
-    k_init, k_x, k_dy = jax.random.split(jax.random.key(seed), 3)
-    layer = make()
-    out_shape, params = layer.init(k_init, input_shape)
-    params = jax.tree.map(lambda a: a.astype(dtype), params)
-    x = jax.random.normal(k_x, input_shape, dtype)
-    return layer, out_shape, params, x, k_dy
+DTYPES = (jnp.float32, jnp.float64)
+TOL = {jnp.float32: 2e-5, jnp.float64: 1e-10}
+FD_EPS, FD_TOL = 1e-4, 1e-6
 
 
 def _random_like(key, tree):
     leaves, treedef = jax.tree.flatten(tree)
-    keys = jax.random.split(key, len(leaves))
+    keys = jax.random.split(key, max(len(leaves), 1))
     return jax.tree.unflatten(treedef, [jax.random.normal(k, a.shape, a.dtype)
                                         for k, a in zip(keys, leaves)])
 
 
-class LayerContractTest(chex.TestCase):
+def _vdot(a, b):
+    return sum(jnp.vdot(u, v) for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
-    @chex.variants(with_jit=True, without_jit=True)
-    @parameterized.named_parameters(*ROWS)
-    def test_init_shape_matches_apply(self, make, input_shape):
-        layer, out_shape, params, x, _ = _setup(make, input_shape, jnp.float32)
-        y = self.variant(layer.apply)(params, x)
-        chex.assert_trees_all_equal_shapes(jax.ShapeDtypeStruct(out_shape, jnp.float32), y)
-        y_fwd, _ = self.variant(layer.forward)(params, x)
-        chex.assert_trees_all_close(y_fwd, y, rtol=1e-6, atol=1e-6)
 
-    @chex.variants(with_jit=True, without_jit=True)
-    @parameterized.named_parameters(*ROWS)
-    def test_backward_matches_vjp_float32(self, make, input_shape):
-        self._check_backward(make, input_shape, jnp.float32)
+def _one_dtype(case, layer, dtype, static):
+    """Everything a row's checks compare, in one dtype (traced inside `_check`)."""
+    key = jax.random.key(ROW_KEY) if case.key else None
+    static["out_shape"], params, state, x = cases.build(case, layer, dtype, jax.random.key(0))
+    view = cases.view(case, layer, state)
+    y_apply, new_state = layer.apply(params, state, x, key=key, train=case.train)
+    y_forward, residuals, forward_state = layer.forward(params, state, x, key=key, train=case.train)
+    y, vjp = jax.vjp(view, params, x)
+    dy = _random_like(jax.random.key(4), y)
+    got = layer.backward(params, residuals, dy)
+    fd = ()
+    if dtype == jnp.float64 and case.numeric:  # <dy, J t> by central differences
+        t = _random_like(jax.random.key(5), (params, x))
 
-    @parameterized.named_parameters(*ROWS)
-    def test_backward_matches_vjp_float64(self, make, input_shape):
-        with jax.enable_x64(True):
-            self.variant = jax.jit
-            self._check_backward(make, input_shape, jnp.float64)
+        def moved(sign):
+            return view(*jax.tree.map(lambda a, d: a + sign * FD_EPS * d, (params, x), t))
 
-    def _check_backward(self, make, input_shape, dtype):
-        layer, _, params, x, k_dy = _setup(make, input_shape, dtype)
-        y, vjp = jax.vjp(layer.apply, params, x)
-        dy = _random_like(k_dy, y)
-        want_dparams, want_dx = vjp(dy)
+        fd = (_vdot(dy, jax.tree.map(lambda u, v: (u - v) / (2 * FD_EPS), moved(1), moved(-1))),
+              _vdot(got, t))
+    return dict(params=params, state=state, y_apply=y_apply, y_forward=y_forward, y=y,
+                new_state=new_state, forward_state=forward_state, want=vjp(dy), got=got, fd=fd)
 
-        def manual(params, x, dy):
-            y, residuals = layer.forward(params, x)
-            return layer.backward(params, residuals, dy)
 
-        dparams, dx = self.variant(manual)(params, x, dy)
-        chex.assert_trees_all_equal_structs(dparams, params)
-        chex.assert_trees_all_equal_shapes_and_dtypes(dparams, params)
-        chex.assert_trees_all_close(dparams, want_dparams, rtol=TOL[dtype], atol=TOL[dtype])
-        chex.assert_trees_all_close(dx, want_dx, rtol=TOL[dtype], atol=TOL[dtype])
-        assert any(float(jnp.abs(leaf).max()) > 0 for leaf in jax.tree.leaves(dx)) or \
-            "heaviside" in layer.name.lower() or not jax.tree.leaves(dx), "gradient is all zeros"
+def _check(case):
+    layer, static = case.make(), {}
+    with jax.enable_x64(True):
+        results = jax.jit(lambda: [_one_dtype(case, layer, d, static) for d in DTYPES])()
+        for dtype, r in zip(DTYPES, results):
+            tol = TOL[dtype]
+            chex.assert_trees_all_equal_shapes_and_dtypes(r["y_apply"], jax.ShapeDtypeStruct(
+                tuple(2 if d == -1 else d for d in static["out_shape"]), dtype))
+            chex.assert_trees_all_close(r["y_forward"], r["y_apply"], rtol=tol, atol=tol)
+            chex.assert_trees_all_close(r["y"], r["y_apply"], rtol=tol, atol=tol)
+            chex.assert_trees_all_close(r["forward_state"], r["new_state"], rtol=tol, atol=tol)
+            chex.assert_trees_all_equal_shapes_and_dtypes(r["new_state"], r["state"])
+            chex.assert_trees_all_equal_structs(r["got"][0], r["params"])
+            chex.assert_trees_all_equal_shapes_and_dtypes(r["got"][0], r["params"])
+            chex.assert_trees_all_close(r["got"], r["want"], rtol=tol, atol=tol)
+            assert case.id.startswith("heaviside") or any(
+                np.abs(np.asarray(leaf)).max() > 0 for leaf in jax.tree.leaves(r["got"][1])), "dx is 0"
+            if r["fd"]:
+                np.testing.assert_allclose(float(r["fd"][1]), float(r["fd"][0]), rtol=FD_TOL,
+                                           atol=FD_TOL)
 
-    @parameterized.named_parameters(*NUMERIC_ROWS)
-    def test_check_grads(self, make, input_shape):
-        with jax.enable_x64(True):
-            layer, _, params, x, _ = _setup(make, input_shape, jnp.float64)
-            check_grads(layer.apply, (params, x), order=1, modes=["rev"], atol=1e-6, rtol=1e-6)
+
+@pytest.mark.parametrize("case", LAYER_CASES, ids=[c.id for c in LAYER_CASES])
+def test_row(case):
+    """Shapes and backward vs jax.vjp in float32 and float64, finite differences in float64
+    (where the row is `numeric`)."""
+    _check(case)
+
+
+def test_a_wrong_backward_is_caught():
+    """The row check itself: a Tanh whose rule doubles dx fails."""
+    broken = nn.Tanh()._replace(backward=lambda p, y, dy: ((), 2 * dy * (1 - y * y)))
+    with pytest.raises(AssertionError):
+        _check(cases.Case("broken_tanh", lambda: broken, (3, 4)))
+
+
+def test_table_ids_are_unique_and_cover_every_layer_kind():
+    ids = [c.id for c in LAYER_CASES]
+    assert len(ids) == len(set(ids))
+    names = {c.make().name for c in LAYER_CASES}
+    for layer in ("Dense", "Conv2D", "BatchNorm", "Dropout", "LSTM", "RNN", "RateRNN", "Scan(Dense)",
+                  "LayerNorm", "PartialConv2D", "serial"):
+        assert layer in names, layer
+    assert any(c.train for c in LAYER_CASES) and any(c.key for c in LAYER_CASES)
 
 
 def test_heaviside_backward_is_zero_or_straight_through():
-    import jaxnn as nn
     x = jnp.array([[-1.5, 0.3, 2.0]])
     dy = jnp.array([[1.0, 2.0, 3.0]])
     for straight, want in [(False, np.zeros((1, 3))), (True, np.asarray(dy))]:
         layer = nn.Heaviside(straight_through=straight)
-        y, res = layer.forward((), x)
+        y, dparams, dx = nn.backprop.manual_vjp(layer, (), x, dy)
         np.testing.assert_array_equal(y, [[0.0, 1.0, 1.0]])
-        np.testing.assert_array_equal(layer.backward((), res, dy)[1], want)
-        np.testing.assert_array_equal(jax.vjp(layer.apply, (), x)[1](dy)[1], want)
+        np.testing.assert_array_equal(dx, want)
+        np.testing.assert_array_equal(jax.vjp(layer, (), x)[1](dy)[1], want)
 
 
 def test_maxpool_splits_ties_equally():
-    import jaxnn as nn
     x = jnp.array([1.0, 3.0, 3.0, 0.0]).reshape(1, 2, 2, 1)
-    layer = nn.MaxPool(2)
-    y, res = layer.forward((), x)
-    _, dx = layer.backward((), res, jnp.ones((1, 1, 1, 1)))
+    _, _, dx = nn.backprop.manual_vjp(nn.MaxPool(2), (), x, jnp.ones((1, 1, 1, 1)))
     np.testing.assert_array_equal(dx.reshape(-1), [0.0, 0.5, 0.5, 0.0])

@@ -44,9 +44,9 @@ def _assert_vjp_agrees(layer, in_shape, seed=0):
 
     def run(key):
         k_init, kx, kd = jax.random.split(key, 3)
-        static["out_shape"], params = layer.init(k_init, in_shape)
+        static["out_shape"], params, _ = layer.init(k_init, in_shape)
         x = jax.random.normal(kx, in_shape)
-        y, vjp = jax.vjp(layer.apply, params, x)
+        y, vjp = jax.vjp(layer, params, x)
         dy = jax.random.normal(kd, y.shape)
         y_m, dparams, dx = manual_vjp(layer, params, x, dy)
         return y, y_m, vjp(dy), (dparams, dx)
@@ -60,6 +60,11 @@ def _assert_vjp_agrees(layer, in_shape, seed=0):
         err = float(jnp.max(jnp.abs(g - w), initial=0.0))
         scale = float(jnp.max(jnp.abs(w), initial=0.0))
         assert err <= tol.abs or err <= tol.rel * scale, (layer.name, in_shape, err, scale)
+
+
+def _call(layer):
+    """(params, x) -> y, for jax.eval_shape."""
+    return lambda params, x: layer(params, x)
 
 
 def _spec(shape, dtype=jnp.float32):
@@ -148,21 +153,21 @@ def test_inputs_that_do_not_match_the_params_raise_ours(d, wrong, rank):
     params = jax.eval_shape(lambda key: dense.init(key, (2, d))[1], jax.random.key(0))
     shape = (2,) * min(rank - 1, 2) + (d + wrong,)
     with pytest.raises(nn.LayerError, match=rf"Dense: expected trailing axes \({d},\)"):
-        jax.eval_shape(dense.apply, params, _spec(shape))
+        jax.eval_shape(_call(dense), params, _spec(shape))
     conv = nn.Conv2D(2, 3)
     cparams = jax.eval_shape(lambda key: conv.init(key, (1, 5, 5, d))[1], jax.random.key(0))
     with pytest.raises(OURS, match="Conv2D"):
-        jax.eval_shape(conv.apply, cparams, _spec((1, 5, 5, d + wrong)))
+        jax.eval_shape(_call(conv), cparams, _spec((1, 5, 5, d + wrong)))
     with pytest.raises(OURS, match="Conv2D"):
-        jax.eval_shape(conv.apply, cparams, _spec((5,) * rank + (d,)))  # rank 2, 3 or 5
+        jax.eval_shape(_call(conv), cparams, _spec((5,) * rank + (d,)))  # rank 2, 3 or 5
 
 
 @pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16, jnp.int32, jnp.uint8, jnp.bool_])
 def test_inputs_of_another_dtype_raise_ours(dtype):
     for layer, shape in ((nn.Dense(3), (2, 4)), (nn.Conv2D(2, 3), (1, 5, 5, 1))):
-        _, params = layer.init(jax.random.key(0), shape)
+        _, params, _ = layer.init(jax.random.key(0), shape)
         with pytest.raises(nn.LayerTypeError, match=rf"{layer.name}: expected .*float"):
-            jax.eval_shape(layer.apply, params, _spec(shape, dtype))
+            jax.eval_shape(_call(layer), params, _spec(shape, dtype))
 
 
 # ------------------------------------------------------------------ images: model and pipeline
@@ -170,15 +175,15 @@ def test_the_model_says_what_images_it_expects():
     model = lenet5()
     params = jax.eval_shape(lambda key: model.init(key, (-1, 28, 28, 1))[1], jax.random.key(0))
     with pytest.raises(nn.LayerTypeError, match=r"serial\[0\] Conv2D: expected .*float.*uint8"):
-        jax.eval_shape(model.apply, params, _spec((2, 28, 28, 1), jnp.uint8))
+        jax.eval_shape(_call(model), params, _spec((2, 28, 28, 1), jnp.uint8))
     with pytest.raises(nn.LayerError, match=r"serial\[0\] Conv2D: expected an input of rank 4, "
                                             r"got shape \(2, 28, 28\)"):
-        jax.eval_shape(model.apply, params, _spec((2, 28, 28)))
+        jax.eval_shape(_call(model), params, _spec((2, 28, 28)))
     with pytest.raises(nn.LayerError, match=r"Conv2D: expected trailing axes|Conv2D: expected .*1 "
                                             r"input channel"):
-        jax.eval_shape(model.apply, params, _spec((2, 28, 28, 3)))
+        jax.eval_shape(_call(model), params, _spec((2, 28, 28, 3)))
     with pytest.raises(nn.LayerError, match=r"Dense: expected trailing axes \(400,\)"):
-        jax.eval_shape(model.apply, params, _spec((2, 32, 32, 1)))
+        jax.eval_shape(_call(model), params, _spec((2, 32, 32, 1)))
 
 
 def test_the_data_pipeline_says_what_images_it_expects():

@@ -32,9 +32,8 @@ def test_decision_runs_both_learning_rules(tmp_path):
     out = tmp_path / "decision"
     small = (("batch", 4), ("epochs", 1), ("eval_trials", 16), ("hidden", 8), ("steps", 2))
     reinforce.train_and_evaluate(reinforce.Config("decision", str(out), overrides=small,
-                                                  progress=False))
+                                                  progress=False, plots=False))
     summary = json.loads((out / "summary.json").read_text())
-    assert (out / "curves.png").stat().st_size > 0
     assert set(summary["trials_to_criterion"]) == {"supervised", "reinforce"}
     assert {r["method"] for r in summary["runs"].values()} == {"supervised", "reinforce"}
 

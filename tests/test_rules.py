@@ -75,7 +75,7 @@ def test_averaged_perceptron_is_the_mean_of_every_step():
     for i in range(x.shape[0]):
         q, _ = epoch(q, x[i:i + 1], d[i:i + 1], 1.0)
         steps.append(q)
-    mean = jax.tree_util.tree_map(lambda *a: jnp.mean(jnp.stack(a), 0), *steps)
+    mean = jax.tree.map(lambda *a: jnp.mean(jnp.stack(a), 0), *steps)
     chex.assert_trees_all_close(rules.averaged_params(p, avg), mean, rtol=1e-5, atol=1e-6)
     chex.assert_trees_all_close(p, q)
 
@@ -103,13 +103,12 @@ def test_gradient_rule_is_a_plain_sgd_step():
     x = jax.random.normal(jax.random.key(1), (5, 4))
     y = jnp.array([0, 1, 2, 1, 0])
     loss = losses.softmax_cross_entropy()
-    for method in ("autodiff", "manual"):
-        init, step = rules.make_step(model, rules.gradient(loss, method), 0.1)
-        ts, metrics = step(init(params), (x, y), jax.random.key(0))
-        value, grads = nn.value_and_grad(model, loss, method)(params, x, y)
-        want = jax.tree_util.tree_map(lambda p, g: p - 0.1 * g, params, grads)
-        chex.assert_trees_all_close(ts.params, want, rtol=1e-6, atol=1e-7)
-        np.testing.assert_allclose(metrics["loss"], value, rtol=1e-6)
+    init, step = rules.make_step(model, rules.gradient(loss, "manual"), 0.1)
+    ts, metrics = step(init(params), (x, y), jax.random.key(0))
+    (value, _), grads = nn.value_and_grad(model, loss, "manual")(params, (), x, y)
+    want = jax.tree.map(lambda p, g: p - 0.1 * g, params, grads)
+    chex.assert_trees_all_close(ts.params, want, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(metrics["loss"], value, rtol=1e-6)
 
 
 # ------------------------------------------------------------------------------- Hebbian
@@ -127,7 +126,7 @@ def _train(model, params, rule, x, lr, batch=50, epochs=1):
     xs = jnp.tile(x.reshape(-1, batch, x.shape[1]), (epochs, 1, 1))
     ts, metrics = jax.lax.scan(lambda ts, xb: step(ts, (xb, None), jax.random.key(0)),
                                init(params), xs)
-    return ts, jax.tree_util.tree_map(lambda m: m[-1], metrics)
+    return ts, jax.tree.map(lambda m: m[-1], metrics)
 
 
 def test_oja_converges_to_the_principal_component():
@@ -157,6 +156,23 @@ def test_sanger_weights_are_orthonormal_principal_components():
     assert float(rules.principal_angles(w, jnp.asarray(basis[:, :4], jnp.float32)).max()) < 2.0
     cos = [float(rules.cosine_to(w[:, j], jnp.asarray(basis[:, j], jnp.float32))) for j in range(4)]
     assert min(cos) > 0.99
+
+
+def test_local_rule_reads_the_layer_input_through_the_model_state():
+    # serial(BatchNorm, Dense): Oja on layer 1 sees BatchNorm's eval-mode output, normalised
+    # with the running statistics held in the model's state, not the raw x.
+    model = nn.serial(nn.BatchNorm(), nn.Dense(1))
+    _, params, state = model.init(jax.random.key(0), (-1, 3))
+    state = (state[0]._replace(mean=jnp.full((3,), 2.0), var=jnp.full((3,), 4.0)), ())
+    x = jax.random.normal(jax.random.key(1), (6, 3)) + 2.0
+    x_in, y_out = rules.layer_io(model, params, x, 1, state=state)
+    chex.assert_trees_all_close(x_in, model.children[0](params[0], x, state=state[0]))
+    init, step = rules.make_step(model, rules.oja(layer=1), 0.5)
+    ts, _ = step(init(params, state), (x, None), jax.random.key(0))
+    want = params[1].w + 0.5 * rules.oja_update(params[1].w, x_in, y_out)
+    chex.assert_trees_all_close(ts.params[1].w, want, rtol=1e-5, atol=1e-6)
+    chex.assert_trees_all_close(ts.params[0], params[0])
+    chex.assert_trees_all_close(ts.model_state, state)
 
 
 def test_hebbian_update_formulas_by_hand():
@@ -212,7 +228,7 @@ def test_bad_arguments_raise_clear_errors():
         rules.make_step(model, rules.oja(), "sgd")
     with pytest.raises(ValueError, match="plain learning rate must be > 0"):
         rules.make_step(model, rules.oja(), -1.0)
-    with pytest.raises(TypeError, match="rule must be a jaxnn.neuro.rules.Rule"):
+    with pytest.raises(TypeError, match="rule must be a jaxnn Rule"):
         rules.make_step(model, optax.sgd(0.1), 0.1)
     with pytest.raises(ValueError, match="k \\(the rank pushed away\\) must be an int >= 1"):
         rules.competitive(k=0)

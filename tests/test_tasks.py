@@ -19,23 +19,13 @@ def _sample(task, key, batch):
 
 
 @pytest.mark.parametrize("name", list(tasks.TASKS))
-def test_trials_are_seeded_batched_and_jittable(name):
+def test_trials_are_seeded_and_ideal_outputs_meet_the_goal(name):
     task = tasks.get(name)
-    a = _sample(task, jax.random.key(3), 64)
-    b = _sample(task, jax.random.key(3), 64)
-    chex.assert_trees_all_equal(a, b)
-    assert a.x.shape == (64, task.n_steps, task.n_in) and a.x.dtype == jnp.float32
-    assert a.weight.shape == (64, task.n_steps)
-    c = _sample(task, jax.random.key(4), 64)
-    assert not np.allclose(a.x, c.x)
-    nested = jax.jit(jax.vmap(lambda k: task.sample(k, 2)))(jax.random.split(jax.random.key(0), 3))
-    assert nested.x.shape == (3, 2, task.n_steps, task.n_in)
-
-
-@pytest.mark.parametrize("name", list(tasks.TASKS))
-def test_ideal_outputs_meet_the_goal_and_wrong_ones_do_not(name):
-    task = tasks.get(name)
-    trials = _sample(task, jax.random.key(0), 64)
+    trials = _sample(task, jax.random.key(3), 64)
+    chex.assert_trees_all_equal(trials, _sample(task, jax.random.key(3), 64))
+    assert trials.x.shape == (64, task.n_steps, task.n_in) and trials.x.dtype == jnp.float32
+    assert trials.weight.shape == (64, task.n_steps)
+    assert not np.allclose(trials.x, _sample(task, jax.random.key(4), 64).x)
     if task.higher_is_better:
         ideal = 10.0 * jax.nn.one_hot(trials.target, task.n_out)
         wrong = 10.0 * jax.nn.one_hot(3 - trials.target, task.n_out)
@@ -45,14 +35,22 @@ def test_ideal_outputs_meet_the_goal_and_wrong_ones_do_not(name):
     assert not task.reached(float(task.performance(wrong, trials)))
 
 
+def test_a_generator_nests_inside_vmap_and_jit():
+    task = tasks.sine_generation()
+    nested = jax.jit(jax.vmap(lambda k: task.sample(k, 2)))(jax.random.split(jax.random.key(0), 3))
+    assert nested.x.shape == (3, 2, task.n_steps, task.n_in)
+    chex.assert_trees_all_equal(jax.tree.map(lambda a: a[1], nested),
+                                _sample(task, jax.random.split(jax.random.key(0), 3)[1], 2))
+
+
 def test_labels_follow_the_evidence():
-    pd = _sample(tasks.perceptual_decision(), jax.random.key(1), 64)
+    pd = _sample(tasks.perceptual_decision(), jax.random.key(3), 64)
     coh = pd.condition[:, 0]
     assert np.all(np.asarray(pd.label)[np.asarray(coh) > 0] == 2)
     stim = pd.x[:, 10:40, 1:].mean(1)  # the stimulus period
     agree = (jnp.argmax(stim, -1) + 1 == pd.label)[jnp.abs(coh) >= 0.256]
     assert float(agree.mean()) > 0.9
-    cd = _sample(tasks.context_decision(), jax.random.key(2), 64)
+    cd = _sample(tasks.context_decision(), jax.random.key(3), 64)
     relevant = jnp.where(cd.condition[:, 0] == 0, cd.condition[:, 1], cd.condition[:, 2])
     np.testing.assert_array_equal(cd.label, jnp.where(relevant > 0, 2, 1))
     dms = _sample(tasks.delayed_match_to_sample(), jax.random.key(3), 64)
@@ -69,9 +67,15 @@ def test_masked_losses_backward_matches_autodiff(loss_name):
             loss, target = tasks.masked_cross_entropy(), jax.random.randint(k2, (3, 5), 0, 4)
         else:
             loss, target = tasks.masked_mse(), jax.random.normal(k2, (3, 5, 4), jnp.float32)
-        value, res = loss.forward(y, (target, weight))
-        want = jax.grad(lambda y: loss.apply(y, (target, weight)))(y)
-        np.testing.assert_allclose(loss.backward(res, jnp.ones((), jnp.float64)), want, rtol=1e-12)
+
+        @jax.jit
+        def both(y):
+            value, res = loss.forward(y, (target, weight))
+            return value, loss.backward(res, jnp.ones((), jnp.float64)), jax.grad(
+                lambda y: loss.apply(y, (target, weight)))(y)
+
+        value, manual, want = both(y)
+        np.testing.assert_allclose(manual, want, rtol=1e-12)
         assert value.dtype == jnp.float64
 
 

@@ -4,7 +4,8 @@
                                            [--cases dense,conv_same] [--repeats 20]
 
 For each layer case of jaxnn.check.cases, the table the test suite runs (a VJP with a random
-cotangent dy), each loss (dJ/dpred) and LeNet-5 ("classic"
+cotangent dy; a row with state, a key or a train/eval switch through its fixed-state view,
+`jaxnn.fixed_state`), each loss (dJ/dpred) and LeNet-5 ("classic"
 and "modern", batch 4, softmax cross-entropy on integer labels; dJ/dparams), in float32 and in
 float64, the gradient is computed by
 
@@ -47,7 +48,7 @@ from experiments.backprop import numpy_reference as ref
 from experiments.common.loop import ArgumentParser, UsageError, cli_main
 from jaxnn.check import compare
 from jaxnn import losses, models
-from jaxnn.check.cases import LAYER_CASES, Case, select
+from jaxnn.check.cases import LAYER_CASES, Case, select, setup
 
 DTYPES = ("float32", "float64")
 PAIRS = ("manual", "forward", "finite_diff", "numpy")  # each compared with "reverse"
@@ -195,17 +196,15 @@ def _np(tree):
     return jax.tree.map(np.asarray, tree)
 
 
-def _setup_layer(make, shape, dtype, key):
-    """(layer, params, x, dy): params and x ~ init / N(0, 1) in dtype, dy ~ N(0, 1) like the output."""
-    k_init, k_x, k_dy = jax.random.split(key, 3)
-    layer = make()
-    _, params = layer.init(k_init, shape)
-    params = jax.tree.map(lambda a: a.astype(dtype), params)
-    x = jax.random.normal(k_x, shape, dtype)
-    out = jax.eval_shape(layer.apply, params, x)
+def _setup_layer(case, dtype, key):
+    """(view, params, x, dy): the row's fixed-state view, params and x as `cases.setup` makes
+    them in dtype, dy ~ N(0, 1) like the output."""
+    k_setup, k_dy = jax.random.split(key)
+    s = setup(case, jnp.dtype(dtype), k_setup)
+    out = jax.eval_shape(lambda p, v: s.view(p, v), s.params, s.x)
     dys = [jax.random.normal(k, o.shape, o.dtype)
            for k, o in zip(jax.random.split(k_dy, len(jax.tree.leaves(out))), jax.tree.leaves(out))]
-    return layer, params, x, jax.tree.unflatten(jax.tree.structure(out), dys)
+    return s.view, s.params, s.x, jax.tree.unflatten(jax.tree.structure(out), dys)
 
 
 def layer_cases(config: Config) -> list[Case]:
@@ -219,7 +218,7 @@ def run_layers(config: Config, dtype: str, key) -> list[dict]:
     results = []
     for case in layer_cases(config):
         i = [c.id for c in LAYER_CASES].index(case.id)  # the row's key does not depend on the selection
-        layer, params, x, dy = _setup_layer(case.make, case.input_shape, dtype, jax.random.fold_in(key, i))
+        layer, params, x, dy = _setup_layer(case, dtype, jax.random.fold_in(key, i))
         extra = None
         if case.id in NUMPY_REFERENCES:
             params_np, x_np, dy_np = _np((params, x, dy))
@@ -256,7 +255,7 @@ def _numpy_lenet_grads(params, x, labels, variant):
 def _lenet_inputs(variant, batch, dtype, key):
     k_init, k_x, k_y = jax.random.split(key, 3)
     model = models.lenet5(variant)
-    _, params = model.init(k_init, models.LENET5_INPUT_SHAPE)
+    _, params, _ = model.init(k_init, models.LENET5_INPUT_SHAPE)
     params = jax.tree.map(lambda a: a.astype(dtype), params)
     x = jax.random.uniform(k_x, (batch, 28, 28, 1), dtype)
     return model, params, x, jax.random.randint(k_y, (batch,), 0, 10)
@@ -283,10 +282,10 @@ def run_timings(config: Config, key) -> dict:
             fns = {m: nn.backprop.grad(model, losses.softmax_cross_entropy(), a, jit=False)
                    for m, a in (("manual", "manual"), ("reverse", "autodiff"))}
             timings[f"lenet5_{variant}, batch {config.timing_batch}, float32, dJ/dparams"] = \
-                compare.time_fns(fns, params, x, labels, repeats=config.repeats)
+                compare.time_fns(fns, params, (), x, labels, repeats=config.repeats)
     (case,) = select(["serial_mlp"], LAYER_CASES)
     with jax.enable_x64(True):
-        layer, params, x, dy = _setup_layer(case.make, case.input_shape, "float64", key)
+        layer, params, x, dy = _setup_layer(case, "float64", key)
         n = sum(a.size for a in jax.tree.leaves((params, x)))
         timings[f"SMALL CASE {case.id} {case.input_shape}, float64, full VJP over all {n} coordinates"] = \
             compare.time_fns(compare.vjp_fns(layer), params, x, dy, repeats=config.repeats)

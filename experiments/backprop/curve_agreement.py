@@ -35,19 +35,19 @@ WINDOWS = (0, 100, 500)  # starts of the step windows gaps are reported over
 def run(variant, method, steps, x, y, batch, seed, dtype, perturb=False) -> np.ndarray:
     """Per-step training loss (steps,) of one run, Adam 1e-3."""
     model = lenet5(variant)
-    _, params = model.init(jax.random.key(seed), (-1, 28, 28, 1))
+    _, params, state = model.init(jax.random.key(seed), (-1, 28, 28, 1))
     params = jax.tree.map(lambda a: jnp.asarray(a, dtype), params)
     if perturb:
         params = jax.tree.map(lambda a: jnp.asarray(np.nextafter(np.asarray(a), np.inf)), params)
-    optimizer = optax.adam(1e-3)
-    opt_state = optimizer.init(params)
-    step = jaxnn.train_step(model, jaxnn.losses.softmax_cross_entropy(), optimizer, method)
+    init, step = jaxnn.train_step(model, jaxnn.losses.softmax_cross_entropy(), optax.adam(1e-3),
+                                  method)
+    ts = init(params, state)
     per_epoch = len(x) // batch
     losses = []
     for i in range(steps):
         epoch, j = divmod(i, per_epoch)
         idx = jdata.epoch_permutation(len(x), seed, epoch + 1)[j * batch:(j + 1) * batch]
-        params, opt_state, metrics = step(params, opt_state, x[idx].astype(dtype), y[idx])
+        ts, metrics = step(ts, (x[idx].astype(dtype), y[idx]), jax.random.key(i))
         losses.append(metrics["loss"])
     return np.asarray(jnp.stack(losses), np.float64)
 

@@ -22,8 +22,9 @@ import optax
 
 import jaxnn as nn
 from experiments.common.loop import ArgumentParser, LoopConfig, UsageError, cli_main, run
-from experiments.train_lenet import evaluate_in_batches, make_step
+from experiments.train_lenet import evaluate_in_batches
 from jaxnn import data as jdata
+from jaxnn.check import compare
 from jaxnn.core import check_input, check_shape
 
 
@@ -57,10 +58,10 @@ def check_layer(seed: int = 0) -> dict:
     """PReLU's backward against reverse, forward and finite differences, in float64."""
     with jax.enable_x64(True):
         layer = PReLU()
-        _, params = layer.init(jax.random.key(seed), (4, 5))
+        _, params, _ = layer.init(jax.random.key(seed), (4, 5))
         params = PReLUParams(params.a.astype(jnp.float64) + jnp.arange(5.0) / 10)
         x = jax.random.normal(jax.random.key(seed + 1), (4, 5), jnp.float64)
-        return nn.check.compare.compare_layer(layer, params, x, key=jax.random.key(seed + 2))
+        return compare.compare_layer(layer, params, x, key=jax.random.key(seed + 2))
 
 
 def mlp() -> nn.Layer:
@@ -99,13 +100,13 @@ def train_and_evaluate(config: Config, data=None) -> dict:
             return jdata.add_channel_axis(jdata.normalize(images[:n])), labels[:n].astype("int32")
         data = prep("train", config.train_subset), prep("test")
     (x_train, y_train), (x_test, y_test) = data
-    model, loss = nn.stateful(mlp()), nn.losses.softmax_cross_entropy()
-    optimizer = optax.adam(config.learning_rate)
+    model, loss = mlp(), nn.losses.softmax_cross_entropy()
+    init_state, step = nn.train_step(model, loss, optax.adam(config.learning_rate), config.grad)
     evaluate = nn.eval_step(model, loss)
 
     def init():
         _, params, state = model.init(jax.random.key(config.seed), (-1, *x_train.shape[1:]))
-        return {"params": params, "model_state": state, "opt_state": optimizer.init(params)}
+        return init_state(params, state)
 
     def batches(epoch):
         order = jdata.epoch_permutation(len(x_train), config.seed, epoch)
@@ -117,10 +118,10 @@ def train_and_evaluate(config: Config, data=None) -> dict:
         test_loss, test_acc = evaluate_in_batches(evaluate, state, x_test, y_test, 125)
         return {"test_loss": test_loss, "test_acc": test_acc}
 
-    return run(loop, init=init, step=make_step(model, loss, optimizer, config.grad), batches=batches, evaluate=test,
+    return run(loop, init=init, step=step, batches=batches, evaluate=test,
                config_dict=dataclasses.asdict(config), name="prelu-mlp",
                summarize=lambda state: {"gradient_check": report["agree"],
-                                        "learned_slopes_mean": float(state["params"][2].a.mean())})
+                                        "learned_slopes_mean": float(state.params[2].a.mean())})
 
 
 def main(argv=None) -> int:

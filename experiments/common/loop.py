@@ -10,6 +10,9 @@ its arguments.
                   plots=lambda state, rows, out_dir: ...,
                   config_dict={...}, name="lenet5")
 
+The step has the one signature of `jaxnn.train` (`jaxnn.TrainStep.step`, whose state is a
+`jaxnn.TrainState`); any pure function of that signature works (a rule's own state dict).
+
 Per epoch: the step runs over `batches(epoch)` with key fold_in(fold_in(key(seed), epoch), i)
 for batch i; metrics.csv gets one row (epoch, the mean of each step metric, evaluate's
 metrics, seconds); the state is checkpointed atomically. `resume=True` restores the newest
@@ -138,18 +141,17 @@ def _float_leaves(tree) -> list[tuple[str, jax.Array]]:
 
 def guard_step(step: Callable, keep_good: bool = True) -> Callable:
     """(state, batch, epoch_key, i) -> (state, metrics, finite): `step(state, batch,
-    fold_in(epoch_key, i))`, the key folded inside the compiled call (an eager `fold_in` per
-    step costs ≈ 0.6 ms on the host). finite: bool (1 + leaves,), whether the loss and then
-    each floating leaf of a state (in tree order) is finite.
+    fold_in(epoch_key, i))`, the key folded inside the compiled call (not eagerly on the host).
+    finite: bool (1 + leaves,), whether the loss and then each floating leaf of a state (in
+    tree order) is finite.
 
     keep_good=True (for --on-nan skip): the leaves of the new state; a step whose loss or new
     state holds a NaN or Inf leaves the state as it was.
     keep_good=False (for --on-nan stop, which discards the state anyway): the leaves of the
     state the step *started from*, i.e. the previous step's new state (`_FiniteRows` lines
     them up; `leaf_flags` checks the epoch's last state). Checked there, the reductions run
-    beside the forward pass instead of after the optimiser's last write: a LeNet-5 step on
-    XLA:CPU costs 0–1 % more than without a check, against 2–7 % when it checks its own new
-    state (and ≈ 14 % for keep_good's select, which must wait for every new leaf)."""
+    beside the forward pass instead of after the optimiser's last write (benchmarks/README.md
+    has the cost of each form)."""
     def guarded(state, batch, epoch_key, i):
         new_state, metrics = step(state, batch, jax.random.fold_in(epoch_key, i))
         loss_ok = jnp.all(jnp.isfinite(metrics["loss"]))
@@ -168,6 +170,9 @@ def _leaf_flags(state) -> jax.Array:
 
 
 leaf_flags = jax.jit(_leaf_flags)
+
+
+_PARAMS = (".params", "['params']")  # a TrainState's parameters, or a state dict's
 
 
 def _last_good(ckpt) -> str:
@@ -223,7 +228,7 @@ def _check_finite(name: str, metrics: list[dict], rows: _FiniteRows, leaf_names:
         return
     i = int(bad[0])
     leaves = sorted((n for n, ok in zip(leaf_names, finite[i, 1:]) if not ok),
-                    key=lambda n: not n.startswith("['params']"))       # parameters before optimiser state
+                    key=lambda n: not n.startswith(_PARAMS))       # parameters before optimiser state
     where = (f"first non-finite parameter {leaves[0]}" if leaves
              else "parameters still finite" if rows.guarded else "parameters not checked")
     what = ("every batch of the epoch was non-finite" if on_nan == "skip"
@@ -240,9 +245,12 @@ def run(config: LoopConfig, *, init: Callable[[], Any],
         summarize: Callable[[Any], dict] | None = None, log_every: int = 20) -> dict:
     """Train for config.epochs epochs; returns the summary (also written to summary.json).
 
-    `step` should be jitted (with the state donated, if you like); it is compiled once on
-    the first batch, timed apart. Batches must keep one shape (drop a ragged last batch) so
-    the step compiles once. `summarize(state)` adds entries to the summary.
+    `step`: (state, batch, key) -> (state, metrics), e.g. `jaxnn.train_step(...).step`. A
+    `jax.jit` function runs under the NaN guard (`guard_step`, which compiles it with the key
+    folded in and the state donated); any other callable (a sharded step placing its own
+    arguments) is called as it is and only its loss is checked. It is compiled once on the
+    first batch, timed apart. Batches must keep one shape (drop a ragged last batch) so the
+    step compiles once. `summarize(state)` adds entries to the summary.
     """
     from jaxnn.train.checkpoint import Checkpoints
 
@@ -270,7 +278,8 @@ def run(config: LoopConfig, *, init: Callable[[], Any],
             {"loop": dataclasses.asdict(config), **(config_dict or {})}, indent=2, default=str) + "\n")
 
     base_key = jax.random.key(config.seed)
-    guarded = guard_step(step, config.on_nan == "skip") if hasattr(step, "lower") else None
+    guarded = (guard_step(step, config.on_nan == "skip") if isinstance(step, jax.stages.Wrapped)
+               else None)
     leaf_names = [n for n, _ in _float_leaves(state)]
     compiled = None
     for epoch in range(start_epoch + 1, config.epochs + 1):
@@ -315,7 +324,7 @@ def run(config: LoopConfig, *, init: Callable[[], Any],
         _check_finite(name, metrics, finite, leaf_names, epoch, ckpt, config.on_nan, True)
         kept = ([mm for mm, ok in zip(metrics, finite.table().all(axis=1)) if ok] if finite.guarded
                 else metrics)
-        # Fetched and averaged in NumPy (float64): a compiled stack of ~500 scalars costs ≈ 0.2 s.
+        # Fetched and averaged in NumPy (float64), not stacked by a compiled call.
         fetched = jax.device_get([{k: mm[k] for k in metrics[0]} for mm in kept])
         means = {k: float(np.mean(np.asarray([mm[k] for mm in fetched], np.float64))) for k in metrics[0]}
         if config.on_nan == "skip":

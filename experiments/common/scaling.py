@@ -2,7 +2,7 @@
 
     p = argparse.ArgumentParser(); scaling.add_arguments(p); args = p.parse_args()
     scale = scaling.setup(args)            # before anything touches a device
-    step = scale.train_step(model, loss, optimizer, method)   # (params, opt_state, x, y) -> ...
+    init, step = scale.train_step(model, loss, optimizer, method)  # a jaxnn.TrainStep on the mesh
     x_local = images[scale.local(indices)]                    # this process's rows of a batch
 
 --devices N (default: every device of every process) builds a 1-D mesh; when the devices are
@@ -59,14 +59,18 @@ class Scale:
             raise UsageError(f"{flag} {size} does not split over {self.mesh.size} devices; use "
                              f"a multiple of {self.mesh.size}")
 
-    def train_step(self, model, loss, optimizer, method: str):
+    def train_step(self, model, loss, optimizer, method: str, *, chunk: int | None = None):
+        """`jaxnn.train_step` on the mesh: a `TrainStep(init, step)`, the batch sharded and
+        the train state replicated (`jaxnn.train.sharding.train_step`)."""
         from jaxnn.train import sharding
         return sharding.train_step(model, loss, optimizer, method, mesh=self.mesh,
-                                   compute_dtype=self.compute_dtype)
+                                   compute_dtype=self.compute_dtype, chunk=chunk)
 
-    def eval_step(self, model, loss=None):
+    def eval_step(self, model, loss=None, *, chunk: int | None = None):
+        """`jaxnn.eval_step` on the mesh: (params, state, x, labels) -> summed metrics."""
         from jaxnn.train import sharding
-        return sharding.eval_step(model, loss, mesh=self.mesh, compute_dtype=self.compute_dtype)
+        return sharding.eval_step(model, loss, mesh=self.mesh, compute_dtype=self.compute_dtype,
+                                  chunk=chunk)
 
     def batch(self, *local_arrays):
         """Global arrays from this process's rows (see `jaxnn.train.sharding.shard_batch`)."""

@@ -66,7 +66,7 @@ def activation_maps(kernel: np.ndarray, images: np.ndarray, batch: int = 1000) -
     kh, kw = kernel.shape
     conv = jaxnn.Conv2D(1, (kh, kw), padding="VALID")
     params = jaxnn.ConvParams(jnp.asarray(kernel, jnp.float32)[:, :, None, None], jnp.zeros(1, jnp.float32))
-    apply = jax.jit(conv.apply)
+    apply = jax.jit(lambda p, x: conv(p, x))
     images = np.asarray(images, np.float32)[..., None]
     return np.concatenate([np.asarray(apply(params, images[i:i + batch]))[..., 0]
                            for i in range(0, len(images), batch)])
@@ -119,7 +119,7 @@ def train_short(run_dir: Path, *, data_dir: str | None, epochs: int) -> None:
 def load_params(run_dir: Path) -> tuple[str, list]:
     """(variant, LeNet-5 params) from the newest intact checkpoint of an experiments.train_lenet run."""
     config, state = train_lenet.load_trained(run_dir)
-    return config.variant, state["params"]
+    return config.variant, state.params
 
 
 def run(out: Path, lenet_dir: Path | None, data_dir: str | None, digit_index: int,
@@ -154,8 +154,8 @@ def run(out: Path, lenet_dir: Path | None, data_dir: str | None, digit_index: in
     stimulus = curve_stimulus()
     c1 = jaxnn.models.lenet5_stages(variant)[0][1]                       # the trained C1 itself
     normalised = jdata.add_channel_axis(jdata.normalize(stimulus[None] * 255.0))
-    responses = np.asarray(c1.apply(params[0], jnp.asarray(normalised)))[0]   # (28, 28, 6)
-    blank = np.asarray(c1.apply(params[0], jnp.asarray(jdata.add_channel_axis(
+    responses = np.asarray(c1(params[0], jnp.asarray(normalised)))[0]   # (28, 28, 6)
+    blank = np.asarray(c1(params[0], jnp.asarray(jdata.add_channel_axis(
         jdata.normalize(np.zeros((1, 28, 28), np.float32))))))[0]
     fplots.plot_conv1_on_curve(stimulus, responses, blank, out / "conv1_on_curve.png")
 

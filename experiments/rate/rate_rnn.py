@@ -4,8 +4,8 @@ through time, hand-written or autodiff, on the shared loop (`experiments.common.
     python -m experiments.rate.rate_rnn --task perceptual_decision --out runs/rnn_pd [--grad manual]
 
 Tasks: perceptual_decision, context_decision, delayed_match_to_sample, sine_generation
-(`jaxnn.neuro.tasks`). Each epoch is --steps-per-epoch Adam steps on fresh batches of trials drawn
-inside the compiled step from (seed, epoch, step); after each epoch the task's performance is
+(`jaxnn.neuro.tasks`). Each epoch is --steps-per-epoch Adam steps of `jaxnn.train_step` on
+fresh batches of trials drawn from (seed, epoch, step); after each epoch the task's performance is
 measured on --eval-trials fixed held-out trials (with the same recurrent noise as training).
 steps_to_criterion in summary.json is the first step count at which an evaluation met the
 task's goal (Song et al. 2016's stopping rule), or null. OUT also gets metrics.csv,
@@ -81,12 +81,12 @@ def build(cfg: Config):
     task = tasks.get(cfg.task, dt=cfg.dt)
     layer = RateRNN(cfg.hidden, task.n_out, tau=cfg.tau, dt=cfg.dt, noise=cfg.noise, dale=cfg.dale,
                     connectivity=cfg.connectivity, mask_seed=cfg.seed, rec_gain=cfg.rec_gain)
-    return task, nn.stateful(layer)
+    return task, layer
 
 
 def outputs(layer, params, x, key):
     """The network's outputs on trials x (noisy when the layer has noise), no training."""
-    return layer.apply(params, (), x, key=key, train=False)[0]
+    return layer(params, x, key=key)
 
 
 def train_and_evaluate(cfg: Config) -> dict:
@@ -94,36 +94,33 @@ def train_and_evaluate(cfg: Config) -> dict:
     loop_cfg = LoopConfig(out=cfg.out, epochs=cfg.epochs, seed=cfg.seed, resume=cfg.resume,
                           progress=cfg.progress, plots=cfg.plots).validate()
     task, layer = build(cfg)
-    optimizer = optax.adam(cfg.lr)
-    train_step = nn.train_step(layer, task.loss, optimizer, cfg.grad, jit=False)
+    init, step = nn.train_step(layer, task.loss, optax.adam(cfg.lr), cfg.grad, donate=True)
+    sample = jax.jit(task.sample, static_argnums=1)
 
-    def init():
+    def start():
         _, params, state = layer.init(jax.random.key(cfg.seed), (cfg.batch, task.n_steps, task.n_in))
-        return {"params": params, "state": state, "opt": optimizer.init(params)}
-
-    def step(s, trial_key, key):
-        trials = task.sample(trial_key, cfg.batch)
-        params, state, opt, m = train_step(s["params"], s["state"], s["opt"], trials.x,
-                                           (trials.target, trials.weight), key)
-        return {"params": params, "state": state, "opt": opt}, m
+        return init(params, state)
 
     def batches(epoch):
+        """(x, (target, weight)) of fresh trials per step, a function of (seed, epoch, step)."""
         epoch_key = jax.random.fold_in(fold_epoch_key(cfg.seed, epoch), 10 ** 6)
-        return [jax.random.fold_in(epoch_key, i) for i in range(cfg.steps_per_epoch)]
+        trials = [sample(jax.random.fold_in(epoch_key, i), cfg.batch)
+                  for i in range(cfg.steps_per_epoch)]
+        return [(t.x, (t.target, t.weight)) for t in trials]
 
     eval_key = jax.random.fold_in(jax.random.key(cfg.seed), 2 ** 31 - 1)  # apart from training
-    held_out = task.sample(eval_key, cfg.eval_trials)
+    held_out = sample(eval_key, cfg.eval_trials)
 
     @jax.jit
     def performance(params):
         y = outputs(layer, params, held_out.x, jax.random.fold_in(eval_key, 1))
         return task.performance(y, held_out), task.loss.apply(y, (held_out.target, held_out.weight))
 
-    def evaluate(s, epoch):
-        perf, loss = performance(s["params"])
+    def evaluate(ts, epoch):
+        perf, loss = performance(ts.params)
         return {"performance": float(perf), "eval_loss": float(loss)}
 
-    def summarize(s):
+    def summarize(ts):
         rows = read_metrics(Path(cfg.out) / "metrics.csv")
         reached = [r["epoch"] for r in rows if task.reached(r["performance"])]
         return {"task": task.name, "goal": task.goal, "higher_is_better": task.higher_is_better,
@@ -132,12 +129,12 @@ def train_and_evaluate(cfg: Config) -> dict:
                 "trials_to_criterion": reached[0] * cfg.steps_per_epoch * cfg.batch if reached else None,
                 "reached_goal": task.reached(rows[-1]["performance"])}
 
-    def plots(s, rows, out_dir):
-        rate_rnn_plots.write_all(task, layer, s["params"], rows, out_dir, seed=cfg.seed,
+    def plots(ts, rows, out_dir):
+        rate_rnn_plots.write_all(task, layer, ts.params, rows, out_dir, seed=cfg.seed,
                                  steps_per_epoch=cfg.steps_per_epoch, dale=cfg.dale,
                                  connectivity=cfg.connectivity)
 
-    return run(loop_cfg, init=init, step=jax.jit(step, donate_argnums=0), batches=batches,
+    return run(loop_cfg, init=start, step=step, batches=batches,
                evaluate=evaluate, plots=plots, config_dict=dataclasses.asdict(cfg),
                name=f"rate_rnn {cfg.task}", summarize=summarize)
 

@@ -54,7 +54,11 @@ def curves(task, rows, steps_per_epoch, path):
 def example_trials(task, trials, y, path):
     fig, ax = _figure(2, 3)
     t = np.arange(task.n_steps) * task.dt
-    out = np.asarray(jax.nn.softmax(y, -1) if task.higher_is_better else y)
+    if task.higher_is_better:  # softmax over the outputs, in NumPy
+        e = np.exp(y - y.max(-1, keepdims=True))
+        out = e / e.sum(-1, keepdims=True)
+    else:
+        out = y
     for i in range(3):
         ax[0, i].plot(t, np.asarray(trials.x[i]))
         ax[0, i].set(title=f"trial {i}: " + ", ".join(
@@ -151,10 +155,10 @@ def write_all(task, layer, params, rows, out_dir, *, seed, steps_per_epoch, dale
     signs = dale_signs(H, 0.8) if dale else None
     W = np.asarray(effective_weights(params.w_rec, connectivity_mask(H, connectivity, seed), signs))
     curves(task, rows, steps_per_epoch, out / "curves.png")
-    apply = jax.jit(lambda p, x, k: layer.apply(p, (), x, key=k, train=False)[0])
-    trials = task.sample(key, 2048)
-    y = apply(params, trials.x, jax.random.fold_in(key, 1))
-    example_trials(task, trials, y, out / "trials.png")
+    apply = jax.jit(lambda p, x, k: layer(p, x, key=k))
+    trials = jax.jit(task.sample, static_argnums=1)(key, 2048)
+    y = np.asarray(apply(params, trials.x, jax.random.fold_in(key, 1)))
+    example_trials(task, jax.tree.map(np.asarray, trials), y, out / "trials.png")
     if task.name in ("perceptual_decision", "context_decision"):
         psychometric(task, trials, y, out / "psychometric.png")
     elif task.name == "sine_generation":

@@ -2,17 +2,22 @@
 loop (`experiments.common.loop.run`): a training state of arrays, a jitted step (state, batch, key),
 the batches of an epoch, an evaluation and a summary.
 
-- bandit: every agent plays the same 10-armed problems side by side; one step is `chunk`
-  trials of every agent on every problem; the state keeps the mean regret of each trial.
-- cartpole: one step runs `batch` episodes of a Dense(hidden)-tanh-Dense(2) policy and makes
-  one REINFORCE update (returns-to-go, γ, leave-one-out per-step baseline, normalised);
-  the state keeps every training episode's return.
+- bandit: every agent (`jaxnn.neuro.agents`) plays the same 10-armed problems side by side;
+  one step is `chunk` trials of every agent on every problem; the state keeps the mean regret
+  of each trial.
+- cartpole: `jaxnn.make_step` of the `reinforce.on_policy` rule: one step runs `batch`
+  episodes of a Dense(hidden)-tanh-Dense(2) policy and makes one REINFORCE update
+  (returns-to-go, γ, leave-one-out per-step baseline, normalised); the rule's state keeps
+  every training episode's return.
 - decision: the RateRNN of `experiments.rate.rate_rnn` (Dale's law, recurrent noise) on the
   perceptual decision task, trained by supervised BPTT on the task's loss, or by REINFORCE
   on one reward per trial: a choice a ~ softmax(mean output over the decision period), the
   reward 1 if a is the correct choice, else 0 (fixating counts as wrong). After every update
   the step scores a fixed batch of held-out trials; trials to criterion is the first update
-  whose last `criterion_window` scores average ≥ 85 %, times the batch.
+  whose last `criterion_window` scores average ≥ 85 %, times the batch. Both are
+  `jaxnn.make_step` of a `reinforce.on_policy` rule (the supervised one with the task's loss);
+  the score of the params an update starts from is recorded by the next update's rule, the
+  last one's by `summarize`.
 """
 
 from __future__ import annotations
@@ -24,11 +29,10 @@ import optax
 from jax import lax
 
 import jaxnn as nn
+from jaxnn.neuro import agents as ag
 from jaxnn.neuro import reinforce as rf
 from jaxnn.neuro import tasks
 from jaxnn.neuro.envs import bandit, cartpole
-from jaxnn.layers.recurrent import RateRNN
-from jaxnn.training import train_step
 
 DEFAULTS = {
     "bandit": dict(epochs=4, steps=10, chunk=50, problems=2000, arms=10, lr=0.1, epsilon=0.1),
@@ -59,8 +63,8 @@ def _first_reach(values: np.ndarray, window: int, goal: float) -> int:
 
 
 def bandit_setup(o: dict, seed: int) -> dict:
-    agents = (bandit.epsilon_greedy(1.0), bandit.epsilon_greedy(0.0),
-              bandit.epsilon_greedy(o["epsilon"]), bandit.reinforce_agent(o["lr"], o["arms"]))
+    agents = (ag.epsilon_greedy(1.0), ag.epsilon_greedy(0.0),
+              ag.epsilon_greedy(o["epsilon"]), ag.reinforce_agent(o["lr"], o["arms"]))
     names = [a.name for a in agents]
     n_trials = o["epochs"] * o["steps"] * o["chunk"]
     k_problems, k_agents = jax.random.split(jax.random.key(seed))
@@ -78,7 +82,7 @@ def bandit_setup(o: dict, seed: int) -> dict:
         new_agents, regret, optimal = [], [], []
         for i, agent in enumerate(agents):
             keys = jax.random.split(jax.random.fold_in(key, i), o["problems"])
-            play = jax.vmap(lambda k, q, s, a=agent: bandit.run(a, k, q, o["chunk"], s))
+            play = jax.vmap(lambda k, q, s, a=agent: ag.run(a, k, q, o["chunk"], s))
             s, trials = play(keys, state["q_star"], state["agents"][i])
             new_agents.append(s)
             regret.append(trials.regret.mean(0))
@@ -111,48 +115,49 @@ def bandit_setup(o: dict, seed: int) -> dict:
                 summarize=summarize)
 
 
+def _record(buffer, at, values):
+    return lax.dynamic_update_slice(buffer, values, (at,))
+
+
 def cartpole_setup(o: dict, seed: int) -> dict:
     policy = nn.serial(nn.Dense(o["hidden"]), nn.Tanh(), nn.Dense(cartpole.N_ACTIONS))
-    optimizer = optax.adam(o["lr"])
-    update = rf.reinforce_step(policy, optimizer, jit=False)
     n_updates = o["epochs"] * o["steps"]
     k_init, k_eval = jax.random.split(jax.random.key(seed))
 
-    def init():
-        params = policy.init(k_init, (-1, cartpole.OBS_SIZE))[1]
-        return {"params": params, "opt": optimizer.init(params), "updates": jnp.zeros((), jnp.int32),
-                "returns": jnp.zeros((n_updates * o["batch"],), jnp.float32)}
-
-    @jax.jit
-    def step(state, batch, key):
-        eps = cartpole.rollout(policy.apply, state["params"], key, o["batch"])
+    def collect(model, params, model_state, history, key):
+        """`batch` fresh episodes; the rule's state records every episode's return."""
+        eps = cartpole.rollout(model, params, key, o["batch"])
         adv = rf.advantages(rf.discounted_returns(eps.rewards, o["gamma"]), eps.mask,
                             "per_step", normalise=True)
-        params, opt, m = update(state["params"], state["opt"], eps.obs, eps.actions, adv, eps.mask)
-        returns = cartpole.returns_of(eps)
-        at = state["updates"] * o["batch"]
-        return ({"params": params, "opt": opt, "updates": state["updates"] + 1,
-                 "returns": lax.dynamic_update_slice(state["returns"], returns, (at,))},
-                {"loss": m["loss"], "return": returns.mean()})
+        returns, (record, updates) = cartpole.returns_of(eps), history
+        history = (_record(record, updates * o["batch"], returns), updates + 1)
+        return ((eps.obs, (eps.actions, rf.episode_weights(adv, eps.mask))), key, history,
+                {"return": returns.mean()})
 
-    def history(state):
-        return np.asarray(state["returns"])[: int(state["updates"]) * o["batch"]]
+    def no_history(params):
+        return jnp.zeros((n_updates * o["batch"],), jnp.float32), jnp.zeros((), jnp.int32)
 
-    def evaluate(state, epoch):
-        returns = history(state)
+    init, step = nn.make_step(policy, rf.on_policy(collect, init=no_history), optax.adam(o["lr"]))
+
+    def history(ts):
+        record, updates = ts.rule_state
+        return np.asarray(record)[: int(updates) * o["batch"]]
+
+    def evaluate(ts, epoch):
+        returns = history(ts)
         return {"mean_return_last_100": float(returns[-100:].mean()),
                 "solved_at_episode": _first_reach(returns, 100, SOLVED)}
 
-    def summarize(state):
-        returns = history(state)
+    def summarize(ts):
+        returns = history(ts)
         fresh = cartpole.returns_of(jax.jit(cartpole.rollout, static_argnums=(0, 3))(
-            policy.apply, state["params"], k_eval, 100))
+            policy, ts.params, k_eval, 100))
         return {"episodes_to_solve": _first_reach(returns, 100, SOLVED),
                 "final_eval_mean_return_100": float(fresh.mean()),
                 "curves": {"train_return": returns.tolist()}}
 
-    return dict(init=init, step=step, batches=_batches(o["steps"]), evaluate=evaluate,
-                summarize=summarize)
+    return dict(init=lambda: init(policy.init(k_init, (-1, cartpole.OBS_SIZE))[1]), step=step,
+                batches=_batches(o["steps"]), evaluate=evaluate, summarize=summarize)
 
 
 def decision_setup(o: dict, seed: int, method: str) -> dict:
@@ -160,69 +165,69 @@ def decision_setup(o: dict, seed: int, method: str) -> dict:
         raise ValueError(f"decision_setup: method must be one of {METHODS}, got {method!r}")
     task = tasks.get("perceptual_decision")
     # The network of experiments.rate.rate_rnn: Dale's law (80 % excitatory), recurrent noise.
-    model = nn.stateful(RateRNN(o["hidden"], task.n_out, tau=100.0, dt=task.dt, noise=o["noise"],
-                                dale=True, mask_seed=seed))
-    optimizer = optax.adam(o["lr"])
+    model = nn.RateRNN(o["hidden"], task.n_out, tau=100.0, dt=task.dt, noise=o["noise"],
+                       dale=True, mask_seed=seed)
     n_updates = o["epochs"] * o["steps"]
     k_init, k_eval = jax.random.split(jax.random.key(seed))
-    held_out = task.sample(k_eval, o["eval_trials"])
+    held_out = jax.jit(task.sample, static_argnums=1)(k_eval, o["eval_trials"])
     t0, batch = task.decision_from, o["batch"]
-    if method == "supervised":
-        inner = train_step(model, task.loss, optimizer, jit=False)
-    else:
-        inner = rf.reinforce_step(model, optimizer, loss=rf.choice_loss(t0), jit=False)
 
-    def outputs(params, state, x, key):
-        return model.apply(params, state, x, key=key, train=False)[0]
+    def score(params):
+        """Fraction correct on the held-out trials (the same noise draw every time)."""
+        return task.performance(model(params, held_out.x, key=k_eval), held_out)
 
-    def init():
-        _, params, state = model.init(k_init, (-1, task.n_steps, task.n_in))
-        return {"params": params, "state": state, "opt": optimizer.init(params),
-                "updates": jnp.zeros((), jnp.int32), "perf": jnp.zeros((n_updates,), jnp.float32)}
-
-    @jax.jit
-    def step(s, _, key):
+    def collect(model, params, model_state, scores, key):
+        """A batch of fresh trials; the rule's state records the score of the params each
+        update starts from. Supervised: the trials with the task's targets. REINFORCE: one
+        choice per trial, drawn under the noise the gradient then sees; reward 1 if right."""
         k_trials, k_noise, k_act = jax.random.split(key, 3)
         trials = task.sample(k_trials, batch)
+        y = model(params, trials.x, key=k_noise)
+        record, updates = scores
+        scores = (lax.dynamic_update_slice(record, score(params)[None], (updates,)), updates + 1)
         if method == "supervised":
-            y = outputs(s["params"], s["state"], trials.x, k_noise)
-            params, state, opt, m = inner(s["params"], s["state"], s["opt"], trials.x,
-                                          (trials.target, trials.weight), k_noise)
-            correct = task.performance(y, trials)
-        else:  # act under one noise draw, and take the gradient under the same one
-            y = outputs(s["params"], s["state"], trials.x, k_noise)
-            actions, _ = rf.sample_actions(k_act, rf.choice_logits(y, t0))
-            reward = (actions == trials.label).astype(jnp.float32)
-            ones = jnp.ones((batch, 1), jnp.float32)
-            adv = rf.advantages(reward[:, None], ones, "mean")[:, 0]
-            params, state, opt, m = inner(s["params"], s["state"], s["opt"], trials.x, actions,
-                                          adv, ones[:, 0], k_noise)
-            correct = reward.mean()
-        perf = task.performance(outputs(params, state, held_out.x, k_eval), held_out)
-        perfs = lax.dynamic_update_slice(s["perf"], perf[None], (s["updates"],))
-        return ({"params": params, "state": state, "opt": opt, "updates": s["updates"] + 1,
-                 "perf": perfs},
-                {"loss": m["loss"], "train_correct": correct, "held_out_correct": perf})
+            return ((trials.x, (trials.target, trials.weight)), k_noise, scores,
+                    {"train_correct": task.performance(y, trials)})
+        actions, _ = rf.sample_actions(k_act, rf.choice_logits(y, t0))
+        reward = (actions == trials.label).astype(jnp.float32)
+        ones = jnp.ones((batch, 1), jnp.float32)
+        adv = rf.advantages(reward[:, None], ones, "mean")[:, 0]
+        return ((trials.x, (actions, rf.episode_weights(adv, ones[:, 0]))), k_noise, scores,
+                {"train_correct": reward.mean()})
 
-    def history(state):
-        return np.asarray(state["perf"])[: int(state["updates"])]
+    def no_scores(params):
+        return jnp.zeros((n_updates + 1,), jnp.float32), jnp.zeros((), jnp.int32)
 
-    def trials_to_criterion(state):
-        hit = _first_reach(history(state), o["criterion_window"], task.goal)
+    loss = task.loss if method == "supervised" else rf.choice_loss(t0)
+    init, step = nn.make_step(model, rf.on_policy(collect, loss, init=no_scores),
+                              optax.adam(o["lr"]))
+    last_score = jax.jit(score)
+
+    def history(ts):
+        """The held-out score after each update so far: (updates,)."""
+        record, updates = ts.rule_state
+        return np.concatenate([np.asarray(record)[1:int(updates)], [float(last_score(ts.params))]])
+
+    def trials_to_criterion(ts):
+        hit = _first_reach(history(ts), o["criterion_window"], task.goal)
         return hit * batch if hit > 0 else -1
 
-    def evaluate(state, epoch):
-        return {"held_out_correct": float(history(state)[-1]),
-                "trials_to_criterion": trials_to_criterion(state)}
+    def evaluate(ts, epoch):
+        return {"held_out_correct": float(history(ts)[-1]),
+                "trials_to_criterion": trials_to_criterion(ts)}
 
-    def summarize(state):
-        perf = history(state)
-        return {"method": method, "trials_to_criterion": trials_to_criterion(state),
+    def summarize(ts):
+        perf = history(ts)
+        return {"method": method, "trials_to_criterion": trials_to_criterion(ts),
                 "goal": task.goal, "final_held_out_correct": float(perf[-1]),
                 "held_out_correct_last_50_updates": float(perf[-50:].mean()),
-                "curves": {"held_out_correct": history(state).tolist(), "trials_per_update": batch}}
+                "curves": {"held_out_correct": perf.tolist(), "trials_per_update": batch}}
 
-    return dict(init=init, step=step, batches=_batches(o["steps"]), evaluate=evaluate,
+    def start():
+        _, params, state = model.init(k_init, (-1, task.n_steps, task.n_in))
+        return init(params, state)
+
+    return dict(init=start, step=step, batches=_batches(o["steps"]), evaluate=evaluate,
                 summarize=summarize)
 
 

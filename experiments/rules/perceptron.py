@@ -121,11 +121,11 @@ def xor(cfg: Config, out) -> dict:
     init, step = rules.make_step(model, rules.gradient(losses.softmax_cross_entropy()), optax.adam(0.05))
     ts, metrics = jax.lax.scan(lambda ts, k: step(ts, (x, labels), k), init(params),
                                jax.random.split(jax.random.key(cfg.seed), 500))
-    net_pred = np.asarray(jnp.argmax(model.apply(ts.params, x), axis=1))
+    net_pred = np.asarray(jnp.argmax(model(ts.params, x), axis=1))
     if cfg.plots:
         grid = np.linspace(-0.25, 1.25, 121, dtype=np.float32)
         gx = jnp.asarray(np.stack(np.meshgrid(grid, grid), -1).reshape(-1, 2))
-        probs = jax.nn.softmax(model.apply(ts.params, gx))[:, 1].reshape(len(grid), len(grid))
+        probs = jax.nn.softmax(model(ts.params, gx))[:, 1].reshape(len(grid), len(grid))
         plots.plot_xor(errors, np.array(weights), grid, np.asarray(probs), out / "xor.png")
     return {"perceptron_errors_per_epoch": errors, "perceptron_min_errors": min(errors),
             "weight_cycle_samples": cycle, "net": "Dense(4)-Tanh-Dense(2), Adam 0.05, 500 steps",

@@ -39,7 +39,7 @@ import numpy as np
 from jax import lax
 from jax.flatten_util import ravel_pytree
 
-from jaxnn.backprop import manual_value_and_grad
+from jaxnn.backprop import manual_value_and_grad, manual_vjp
 from jaxnn.core import Layer, PRNGKey
 from jaxnn.losses import Loss
 
@@ -95,16 +95,16 @@ def _coordinates(objective: Callable, method: str, eps: float = EPS) -> Callable
 
 
 def vjp_fns(layer: Layer, *, eps: float = EPS) -> dict[str, Callable]:
-    """Each method as a function (params, x, dy) -> (dparams, dx), not jitted.
+    """Each method as a function (params, x, dy) -> (dparams, dx), not jitted, for a layer
+    without state of its own (`jaxnn.fixed_state` gives that view of any layer).
 
     "forward" and "finite_diff" evaluate every coordinate (n jvps / 2n applies); finite
     differences run in the inputs' dtype, so give them float64 inputs under `jax.enable_x64`.
     """
-    objective = lambda primals, dy: _inner(dy, layer.apply(*primals))  # noqa: E731
+    objective = lambda primals, dy: _inner(dy, layer(*primals))  # noqa: E731
 
     def manual(params, x, dy):
-        _, residuals = layer.forward(params, x)
-        return layer.backward(params, residuals, dy)
+        return manual_vjp(layer, params, x, dy)[1:]
 
     def reverse(params, x, dy):
         return jax.grad(objective)((params, x), dy)
@@ -208,21 +208,23 @@ def compare_layer(layer: Layer, params, x, dy=None, *, key: PRNGKey, methods=MET
                   tolerance: Tolerance | None = None, fd_tolerance=FINITE_DIFF_TOLERANCE,
                   eps: float = EPS, max_size: int = 4096, subset: int | None = None,
                   name: str | None = None) -> dict:
-    """Compare the VJP (dparams, dx) of `layer.apply` at (params, x) with cotangent dy.
+    """Compare the VJP (dparams, dx) of `layer(params, x)` with cotangent dy.
 
-    dy: shaped like layer.apply(params, x); None draws a standard normal one from `key`.
+    layer: a layer without state of its own (for one with state, a key or a train/eval
+    switch, pass `jaxnn.fixed_state(layer, state, key=..., train=...)`).
+    dy: shaped like layer(params, x); None draws a standard normal one from `key`.
     extra: more methods' results, {name: (dparams, dx)} (e.g. an independent NumPy
     reference), compared against `reference` with the dtype's tolerance.
     Returns {"case", "dtype", "coords", "methods", "skipped", "rows", "agree"}; each row is
     one (pair, tensor) with max_abs, max_rel, tol_rel, tol_abs and agree (module docstring).
     """
     if dy is None:
-        out = jax.eval_shape(layer.apply, params, x)
+        out = jax.eval_shape(lambda p, v: layer(p, v), params, x)
         keys = jax.random.split(key, len(jax.tree.leaves(out)))
         dy = jax.tree.unflatten(jax.tree.structure(out), [
             jax.random.normal(k, o.shape, o.dtype) for k, o in zip(keys, jax.tree.leaves(out))])
     manual = vjp_fns(layer)["manual"]
-    return _compare(name or layer.name, lambda primals, d: _inner(d, layer.apply(*primals)),
+    return _compare(name or layer.name, lambda primals, d: _inner(d, layer(*primals)),
                     lambda primals, d: manual(*primals, d), (params, x), dy,
                     _names("dparams", params) + _names("dx", x), extra, methods=methods, key=key,
                     reference=reference, tolerance=tolerance, fd_tolerance=fd_tolerance, eps=eps,
@@ -255,17 +257,18 @@ def compare_model(model: Layer, loss: Loss, params, x, targets, *, key: PRNGKey,
                   tolerance: Tolerance | None = None, fd_tolerance=FINITE_DIFF_TOLERANCE,
                   eps: float = EPS, max_size: int = 4096, subset: int | None = 32,
                   name: str | None = None) -> dict:
-    """Compare dJ/dparams for J = loss.apply(model.apply(params, x), targets).
+    """Compare dJ/dparams for J = loss.apply(model(params, x), targets), the model in eval
+    mode (train=False) and without state of its own (`jaxnn.fixed_state` gives that view).
 
     "manual" is `jaxnn.backprop.manual_value_and_grad`. Above max_size parameters, forward
     mode and finite differences check `subset` coordinates per tensor, drawn from `key`.
     extra: {name: dparams}. Returns the same dict as `compare_layer`.
     """
     def objective(p, consts):
-        return loss.apply(model.apply(p, consts[0]), consts[1])
+        return loss.apply(model(p, consts[0]), consts[1])
 
     def manual(p, consts):
-        return manual_value_and_grad(model, loss)(p, *consts)[1]
+        return manual_value_and_grad(model, loss, train=False)(p, (), *consts)[1]
 
     return _compare(name or model.name, objective, manual, params, (x, targets),
                     _names("dparams", params), extra, methods=methods, key=key, reference=reference,

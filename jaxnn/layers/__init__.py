@@ -4,6 +4,7 @@ from jaxnn.layers.activations import (
     Heaviside, Identity, LogSoftmax, Relu, Sigmoid, Softmax, Tanh,
 )
 from jaxnn.layers.conv import Conv2D, ConvParams
+from jaxnn.layers.conv_cpu import CPUConv2D
 from jaxnn.layers.dense import Dense, DenseParams
 from jaxnn.layers.dropout import Dropout
 from jaxnn.layers.lecun1998 import (
@@ -17,7 +18,8 @@ from jaxnn.layers.reshape import Flatten, Reshape
 from jaxnn.layers.scan import Scan
 
 __all__ = [
-    "AvgPool", "BatchNorm", "BatchNormState", "Conv2D", "ConvParams", "Dense", "DenseParams",
+    "AvgPool", "BatchNorm", "BatchNormState", "CPUConv2D", "Conv2D", "ConvParams", "Dense",
+    "DenseParams",
     "Dropout", "Flatten", "Heaviside", "Identity", "LENET5_C3_TABLE", "LSTM", "LSTMParams",
     "LayerNorm", "LogSoftmax", "MaxPool", "Negate", "NormParams", "PartialConv2D", "RBF", "RNN",
     "RateParams", "RateRNN", "Relu", "Reshape", "Scan", "ScaledTanh", "Sigmoid", "Softmax",

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxnn.core import (
-    check_input, check_shape, check_train, fail, make_stateful_layer,
+    Layer, check_input, check_shape, check_train, fail, make_stateful_layer,
 )
 
 
@@ -17,7 +17,8 @@ def Dropout(rate: float) -> Layer:
     Params and state are `()`.
 
     train=True:  m ~ Bernoulli(1 - rate) per element, drawn from `key` (required: a missing
-                 key is an error naming the layer, never a silently fixed mask);
+                 key is an error naming the layer, never a silently fixed mask); the same key
+                 gives the same mask whatever the input's dtype;
                  y = x ⊙ m / (1 - rate).
     train=False: y = x; no key needed.
     Backward: dC/dx = dy ⊙ m / (1 - rate) (the same mask; dy itself at eval).
@@ -36,7 +37,7 @@ def Dropout(rate: float) -> Layer:
         if key is None:
             fail(name, "train=True draws a random mask and needs a key: pass key=jax.random.key(...)"
                        " (or train=False for evaluation)", exc=TypeError)
-        keep = jax.random.bernoulli(key, 1 - rate, x.shape)
+        keep = jax.random.bernoulli(key, jnp.float32(1 - rate), x.shape)  # same mask in any dtype
         scale = jnp.where(keep, jnp.asarray(1 / (1 - rate), x.dtype), jnp.zeros((), x.dtype))
         return x * scale, scale, state
 

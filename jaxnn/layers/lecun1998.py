@@ -169,14 +169,15 @@ def PartialConv2D(features: int, kernel_size: int | tuple[int, int], table: Any,
         shape = check_shape(name, input_shape, ndim=4)
         if shape[-1] != mask.shape[0]:
             fail(name, f"table has {mask.shape[0]} input maps, got input shape {shape}")
-        out_shape, params = conv.init(key, shape)
+        out_shape, params, _ = conv.init(key, shape)
         return out_shape, masked(params)[0]
 
     def forward(params, x):
         check_input(name, x, ndim=4, trailing=(mask.shape[0],))
         if params.w.shape != (*window, *mask.shape):
             fail(name, f"expected a kernel of shape {(*window, *mask.shape)}, got {params.w.shape}")
-        return conv.forward(masked(params)[0], x)
+        y, residuals, _ = conv.forward(masked(params)[0], (), x, train=False)
+        return y, residuals
 
     def backward(params, residuals, dy):
         eff, m = masked(params)

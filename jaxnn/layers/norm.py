@@ -89,6 +89,9 @@ def BatchNorm(momentum: float = 0.9, eps: float = 1e-5, dtype=jnp.float32) -> La
 
     def forward(params, state, x, *, key=None, train):
         check_input(name, x, trailing=(params.scale.shape[0],), dtype=params.scale.dtype)
+        if not isinstance(state, BatchNormState):
+            fail(name, f"expected its state, BatchNormState(mean, var) as init returns it, got "
+                       f"{state!r:.60}; pass the model's state (state=...)", exc=TypeError)
         if x.ndim < 2:
             fail(name, f"expected a batch axis and a feature axis, got shape {tuple(x.shape)}")
         axes = tuple(range(x.ndim - 1))

@@ -40,8 +40,7 @@ import numpy as np
 from jax import lax
 
 from jaxnn.core import (
-    Layer, check_input, check_shape, fail, make_layer, make_stateful_layer,
-    positive_ints,
+    Layer, check_input, check_shape, fail, make_stateful_layer, positive_ints,
 )
 
 
@@ -148,7 +147,9 @@ def _rate_layer(name, hidden, *, alpha, readout, noise, mask, signs, rec_gain, d
         drive = jnp.swapaxes(x, 0, 1) @ params.w_in + params.b[None, None, :]
         xi = None
         if key is not None:
-            xi = jax.random.normal(key, drive.shape, drive.dtype) * float(np.sqrt(2 * alpha) * noise)
+            # drawn in float32 whatever the dtype: the same key gives the same noise
+            xi = (jax.random.normal(key, drive.shape, jnp.float32).astype(drive.dtype)
+                  * float(np.sqrt(2 * alpha) * noise))
         f, h = rate_scan(effective_weights(params.w_rec, mask, signs), drive, xi, alpha)
         rates = jnp.swapaxes(f, 0, 1)
         y = rates if readout is None else rates @ params.w_out + params.b_out[None, None, :]
@@ -195,7 +196,8 @@ def RateRNN(hidden: int, readout: int | None = None, *, tau: float = 100.0, dt: 
     tau, dt: time constant and Euler step (same unit, e.g. ms); α = dt / tau ∈ (0, 1].
     noise: σ of the recurrent noise (state `()` either way). With noise > 0, noise is drawn
         whenever a key is given (train or eval, so noisy trials can be evaluated), and a key is
-        required when train=True; with noise = 0 the key is ignored.
+        required when train=True; with noise = 0 the key is ignored. The same key gives the
+        same noise in float32 and float64.
     dale: fix each unit's outgoing sign, the first round(exc_fraction·hidden) excitatory.
     connectivity: None, a density in (0, 1] (random mask from `mask_seed`) or an (H, H) adjacency.
     rec_gain: spectral radius of the initial W (≈; for the masked/Dale'd random matrix).

@@ -1,1 +1,2 @@
-"""The neuroscience: learning rules, spikes, tasks, reward learning and its environments."""
+"""The neuroscience: learning rules (`rules`), spikes, tasks, reward learning (`reinforce`,
+`agents`) and the environments the agents act in (`envs`)."""

@@ -16,9 +16,11 @@ w_{n,t} = m_{n,t} A_{n,t} / N (`episode_weights`). Its gradient with respect to 
 
     dL/dz_{n,t} = w_{n,t} (softmax(z_{n,t}) − onehot(a_{n,t}))
 
-so `backprop.value_and_grad(policy, reinforce_loss(), method)` with the target
+so `jaxnn.value_and_grad(policy, reinforce_loss(), method)` with the target
 (actions, weights) gives the estimate by autodiff (`jax.value_and_grad` of L) or by the
-layers' hand-written backward, and `reinforce_step` is `training.train_step` on L.
+layers' hand-written backward, and `reinforce_step` is `jaxnn.train_step` on L: one step
+`(train_state, (obs, (actions, weights)), key) -> (train_state, metrics)`.
+Agents that learn by reward (the bandit's) are in `jaxnn.neuro.agents`.
 """
 
 from __future__ import annotations
@@ -30,9 +32,9 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
-from jaxnn.core import AnyLayer, is_stateful
+from jaxnn.core import Layer
 from jaxnn.losses import Loss, softmax_cross_entropy
-from jaxnn.training import train_step
+from jaxnn.train.step import Rule, TrainStep, gradient, train_step
 
 Array = jax.Array
 BASELINES = ("none", "mean", "per_step")
@@ -136,8 +138,8 @@ def reinforce_loss() -> Loss:
         soft = jax.nn.one_hot(actions, logits.shape[-1], dtype=logits.dtype)
         return cross_entropy.forward(logits, soft * weights.astype(logits.dtype)[..., None])
 
-    return cross_entropy._replace(name=name, forward=forward,
-                                  apply=lambda logits, target: forward(logits, target)[0])
+    apply = lambda logits, target: forward(logits, target)[0]  # noqa: E731
+    return cross_entropy._replace(name=name, forward=forward, apply=apply, total=apply)
 
 
 def choice_loss(decision_from: int) -> Loss:
@@ -169,8 +171,8 @@ def choice_loss(decision_from: int) -> Loss:
         return jnp.concatenate([jnp.zeros((n, decision_from, k), dz.dtype),
                                 jnp.broadcast_to(dz[:, None, :], (n, t - decision_from, k))], 1)
 
-    return inner._replace(name=name, forward=forward, backward=backward,
-                          apply=lambda y, target: forward(y, target)[0])
+    apply = lambda y, target: forward(y, target)[0]  # noqa: E731
+    return inner._replace(name=name, forward=forward, backward=backward, apply=apply, total=apply)
 
 
 def choice_logits(y: Array, decision_from: int) -> Array:
@@ -178,38 +180,49 @@ def choice_logits(y: Array, decision_from: int) -> Array:
     return y[:, decision_from:].mean(axis=1)
 
 
-def reinforce_step(policy: AnyLayer, optimizer: optax.GradientTransformation,
-                   method: str = "autodiff", *, loss: Loss | None = None, jit: bool = True
-                   ) -> Callable:
-    """One policy-gradient update from a batch of N episodes: `training.train_step` on the
+def reinforce_step(policy: Layer, optimizer: optax.GradientTransformation | float,
+                   method: str = "autodiff", *, loss: Loss | None = None) -> TrainStep:
+    """One policy-gradient update from a batch of N episodes: `jaxnn.train_step` on the
     surrogate `loss` (default `reinforce_loss()`; `choice_loss(t0)` for one choice per
     trial), θ ← θ + optimizer(∇̂J) with ∇̂J = −dL/dθ by `method` ("autodiff" | "manual").
 
-        plain policy:    step(params, opt_state, obs, actions, adv, mask)
-                             -> (params, opt_state, {"loss": L})
-        stateful policy: step(params, state, opt_state, obs, actions, adv, mask, key)
-                             -> (params, state, opt_state, {"loss": L})
+        init, step = reinforce_step(policy, optax.adam(1e-2))
+        ts, metrics = step(ts, (obs, (actions, episode_weights(adv, mask))), key)
 
-    obs (N, T, ...) as `policy.apply` takes it, actions/adv/mask (N, T) (or (N,) for one
-    action per episode). A stateful policy must be given the key it acted with, so its
-    noise is the same noise the actions were drawn under.
+    obs (N, T, ...) as the policy takes it, actions and weights (N, T) (or (N,) for one
+    action per episode). A policy that draws noise must be given the key it acted with, so
+    its noise is the same noise the actions were drawn under.
     """
-    inner = train_step(policy, reinforce_loss() if loss is None else loss, optimizer, method,
-                       jit=False)
+    return train_step(policy, reinforce_loss() if loss is None else loss, optimizer, method)
 
-    if is_stateful(policy):
-        def step_s(params, state, opt_state, obs, actions, adv, mask, key=None):
-            target = (actions, episode_weights(adv, mask))
-            return inner(params, state, opt_state, obs, target, key)
-        return jax.jit(step_s) if jit else step_s
 
-    def step(params, opt_state, obs, actions, adv, mask):
-        return inner(params, opt_state, obs, (actions, episode_weights(adv, mask)))
+def on_policy(collect: Callable, loss: Loss | None = None, method: str = "autodiff", *,
+              init: Callable | None = None) -> Rule:
+    """REINFORCE as a rule whose episodes are drawn, inside the step, by the policy it trains:
 
-    return jax.jit(step) if jit else step
+        (obs, target), act_key, rule_state, metrics = collect(model, params, model_state,
+                                                              rule_state, key)
+        updates = dL/dθ of `loss` (default `reinforce_loss()`) on (obs, target), by `method`
+
+    target is (actions, `episode_weights(adv, mask)`) for `reinforce_loss`, or whatever
+    `loss` takes (the task's own loss gives supervised learning on trials drawn in the step,
+    the same rule otherwise). act_key is the key the policy acted with: a policy that draws
+    noise takes its gradient under the same noise. The rule's state is collect's own (a
+    record of returns, say), `init(params) -> state` (default: none). ascend=False; the
+    loop's batch is ignored. `jaxnn.make_step(policy, on_policy(...), optimizer)` is the step.
+    metrics: collect's, plus the surrogate's {"loss"}.
+    """
+    descend = gradient(reinforce_loss() if loss is None else loss, method)
+
+    def update(model, params, model_state, batch, rule_state, key):
+        episodes, act_key, rule_state, metrics = collect(model, params, model_state, rule_state, key)
+        updates, model_state, _, m = descend.update(model, params, model_state, episodes, (), act_key)
+        return updates, model_state, rule_state, {**metrics, **m}
+
+    return Rule(f"on_policy[{descend.name}]", update, False, init or (lambda params: ()))
 
 
 __all__ = [
-    "BASELINES", "advantages", "choice_logits", "choice_loss", "discounted_returns",
+    "BASELINES", "on_policy", "advantages", "choice_logits", "choice_loss", "discounted_returns",
     "episode_weights", "log_prob", "reinforce_loss", "reinforce_step", "sample_actions",
 ]

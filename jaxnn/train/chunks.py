@@ -2,8 +2,9 @@
 
 A chunk size is a speed setting for one machine, never a default: `chunk=None` runs the
 batch as given. On XLA:CPU a LeNet-5 batch of 128 trains faster as a few unrolled chunks of
-32 than whole (benchmarks/README.md); on a GPU or TPU a whole batch is the fast form. The
-experiments pick their chunk size per backend (`default_chunk`).
+32 than whole, and a batch of 1000 evaluates fastest in chunks of a few hundred
+(benchmarks/README.md); on a GPU or TPU a whole batch is the fast form. The experiments pick
+their chunk sizes per backend (`default_chunk`).
 
     x (N, ...) -> chunks x[0:n_0], x[n_0:n_0+n_1], ...      sizes from `chunk_sizes(N, chunk)`
 
@@ -46,10 +47,13 @@ def check_chunk(chunk) -> int | None:
     return chunk
 
 
-def default_chunk(backend: str | None = None) -> int | None:
-    """The chunk size the experiments use unless told otherwise: 32 on XLA:CPU (measured in
-    benchmarks/README.md), None (whole batches) on a GPU or TPU."""
-    return 32 if (backend or jax.default_backend()) == "cpu" else None
+def default_chunk(backend: str | None = None, *, evaluation: bool = False) -> int | None:
+    """The chunk size the experiments use unless told otherwise: on XLA:CPU 32 for a training
+    step and 250 for an evaluation call (`predict`), the fastest of the sizes measured in
+    benchmarks/README.md; None (whole batches) on a GPU or TPU."""
+    if (backend or jax.default_backend()) != "cpu":
+        return None
+    return 250 if evaluation else 32
 
 
 def chunk_sizes(batch: int, chunk: int | None) -> tuple[int, ...]:

@@ -4,17 +4,25 @@ A 1-D `Mesh` with axis "data" spans the devices (of every process). A global bat
 split along axis 0 into equal shards, one per device; parameters and optimiser state are
 replicated, or split by a rule the caller passes. Two ways to reduce the gradients:
 
-  train_step(...)            jaxnn's pure step under `jax.jit` with shardings. Each device
-                             computes dJ_d/dW on its shard and XLA inserts the all-reduce:
+  train_step(...)            `jaxnn.train_step` under `jax.jit` with shardings (`shard_step`
+                             does the same for any `TrainStep`). Each device computes
+                             dJ_d/dW on its shard and XLA inserts the all-reduce:
                              dJ/dW = (1/D) Σ_d dJ_d/dW, with J the mean loss over the batch.
   shard_map_train_step(...)  the same step written per device with `jax.shard_map`; the
                              all-reduce is visible: one `lax.psum` over the flattened gradient
                              vector, divided by D. With equal shards, the mean of the D shard
                              means is the batch mean, so both give the gradient of one device.
 
-Both work with method "autodiff" or "manual" and with `compute_dtype="bfloat16"` (see
-`jaxnn.train.precision`). A batch that D does not divide raises `ShardingError` before anything
-runs; nothing is padded.
+Both return a `TrainStep(init, step)` with the one step signature of `jaxnn.train`:
+
+    init(params, model_state=()) -> TrainState          (placed on the mesh)
+    step(train_state, (x, y), key) -> (train_state, metrics)
+
+x, y are global (N, ...) arrays split along axis 0; the TrainState (params, model state such
+as BatchNorm's statistics over the global batch, optimiser state, step count) and the key are
+replicated, or split by a layout rule. Both work with method "autodiff" or "manual" and with
+`compute_dtype="bfloat16"` (see `jaxnn.train.precision`). A batch that D does not divide
+raises `ShardingError` before anything runs; nothing is padded.
 
 On one CPU, `--xla_force_host_platform_device_count=D` makes D host devices sharing one
 thread pool. Steps dispatched far ahead of their completion can deadlock there in the
@@ -33,15 +41,18 @@ from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxnn import backprop, training
-from jaxnn.core import AnyLayer, Layer, is_stateful
-from jaxnn.train.distributed import Pacer, needs_pacing
+from jaxnn import backprop
+from jaxnn.core import Layer, no_state
 from jaxnn.losses import Loss
+from jaxnn.train import chunks
+from jaxnn.train import step as steps
+from jaxnn.train.distributed import Pacer, needs_pacing
 from jaxnn.train.precision import mixed_precision
+from jaxnn.train.step import TrainState, TrainStep
 
 DATA_AXIS = "data"
 
-Rule = Callable[[str, tuple, int], P]  # (leaf path, leaf shape, device count) -> spec
+Layout = Callable[[str, tuple, int], P]  # (leaf path, leaf shape, device count) -> spec
 
 
 class ShardingError(ValueError):
@@ -99,8 +110,8 @@ def shard_batch(mesh: Mesh, *arrays):
     return out[0] if len(out) == 1 else tuple(out)
 
 
-def shard_largest_axis(min_size: int = 1 << 14) -> Rule:
-    """A rule: leaves with at least `min_size` elements are split along their largest axis
+def shard_largest_axis(min_size: int = 1 << 14) -> Layout:
+    """A layout rule: leaves with at least `min_size` elements are split along their largest axis
     that the device count divides (an FSDP / ZeRO-3 layout); smaller ones are replicated.
 
     Called as `rule(path, shape, num_devices)`; the partitioner then all-gathers each
@@ -116,7 +127,7 @@ def shard_largest_axis(min_size: int = 1 << 14) -> Rule:
     return rule
 
 
-def tree_shardings(tree, mesh: Mesh, rule: Rule | None = None):
+def tree_shardings(tree, mesh: Mesh, rule: Layout | None = None):
     """A NamedSharding per leaf of `tree` (arrays or ShapeDtypeStructs): replicated, or `rule`'s."""
     if rule is None:
         return jax.tree.map(lambda _: replicated(mesh), tree)
@@ -162,92 +173,116 @@ def to_host(tree):
     return jax.tree.map(one, tree)
 
 
-def _model(model: AnyLayer, compute_dtype) -> AnyLayer:
+def _model(model: Layer, compute_dtype) -> Layer:
     return model if compute_dtype is None else mixed_precision(model, compute_dtype)
 
 
-def _checked(jitted, mesh: Mesh, batch_argnums: tuple[int, ...], pace: bool | None,
-             state: dict):
-    """`jitted` with the batch checked first (so the error is ours, not the partitioner's),
-    the state arguments (`state`: argnum -> shardings) placed as the step returns them (so
-    a second call does not compile again), and, for CPU host devices (or pace=True), at most
-    two steps in flight (`Pacer`)."""
-    pacer = Pacer(depth=1) if (needs_pacing(mesh) if pace is None else pace) else None
+def _batch_size(batch) -> int:
+    return jax.tree.leaves(batch)[0].shape[0]
 
-    def prepare(args):
-        for i in batch_argnums:
-            check_batch(args[i].shape[0], mesh)
-        return [put(a, state[i]) if i in state else a for i, a in enumerate(args)]
 
-    def step(*args):
-        out = jitted(*prepare(args))
+def _pacer(mesh: Mesh, pace: bool | None) -> Pacer | None:
+    return Pacer(depth=1) if (needs_pacing(mesh) if pace is None else pace) else None
+
+
+def _on_mesh(step_fn: Callable, mesh: Mesh, rule: Layout | None, *, donate: bool,
+             pace: bool | None) -> Callable:
+    """step_fn (train_state, batch, key) -> (train_state, metrics) compiled for the mesh: the
+    batch split along axis 0 (checked first, so the error is ours, not the partitioner's), the
+    train state laid out by `rule` (replicated for None) and placed so before the call (so a
+    second call does not compile again), the key and the metrics replicated; for CPU host
+    devices (or pace=True) at most two steps in flight (`Pacer`). `step.lower(...)` lowers it."""
+    pacer = _pacer(mesh, pace)
+    b, rep = batch_sharding(mesh), replicated(mesh)
+    compiled: dict = {}
+
+    def jitted_for(ts):
+        shardings = tree_shardings(ts, mesh, rule)
+        treedef = jax.tree.structure(ts)
+        if treedef not in compiled:
+            compiled[treedef] = jax.jit(step_fn, in_shardings=(shardings, b, rep),
+                                        out_shardings=(shardings, rep),
+                                        donate_argnums=(0,) if donate else ())
+        return compiled[treedef], shardings
+
+    def prepare(ts, batch, key):
+        check_batch(_batch_size(batch), mesh)
+        jitted, shardings = jitted_for(ts)
+        return jitted, (put(ts, shardings), batch, put(key, rep))
+
+    def step(ts: TrainState, batch, key):
+        jitted, args = prepare(ts, batch, key)
+        out = jitted(*args)
         if pacer is not None:
-            pacer(out[-1] if isinstance(out, tuple) else out)  # the metrics: never donated
+            pacer(out[1])  # the metrics: never donated
         return out
 
-    def lower(*args):
-        return jitted.lower(*prepare(args))
+    def lower(ts, batch, key):
+        jitted, args = prepare(ts, batch, key)
+        return jitted.lower(*args)
 
-    step.lower, step.mesh, step.__doc__ = lower, mesh, jitted.__doc__
+    step.lower, step.mesh = lower, mesh
     return step
 
 
-def state_shardings(mesh: Mesh, params=None, optimizer: optax.GradientTransformation | None = None,
-                    rule: Rule | None = None):
-    """(param shardings, optimiser-state shardings); both replicated when `rule` is None."""
-    if rule is None:
-        return replicated(mesh), replicated(mesh)
-    if params is None:
-        raise ShardingError("a sharding rule needs `params` (arrays or ShapeDtypeStructs)")
-    opt_shape = jax.eval_shape(optimizer.init, params) if optimizer is not None else None
-    return tree_shardings(params, mesh, rule), tree_shardings(opt_shape, mesh, rule)
+def shard_step(train: TrainStep, *, mesh: Mesh, rule: Layout | None = None,
+               donate: bool = True, pace: bool | None = None) -> TrainStep:
+    """Any `TrainStep` (from `jaxnn.make_step` or `jaxnn.train_step`) on the mesh: the same
+    `TrainStep(init, step)`, its `init` placing the state and its `step` taking global batches.
 
-
-def train_step(model: AnyLayer, loss: Loss, optimizer: optax.GradientTransformation,
-               method: str = "autodiff", *, mesh: Mesh, params=None, rule: Rule | None = None,
-               compute_dtype=None, donate: bool = True, pace: bool | None = None) -> Callable:
-    """`jaxnn.train_step` on the mesh: (params, opt_state, x, y) -> (params, opt_state, metrics),
-    or for a stateful model (params, state, opt_state, x, y, key) -> (params, state, opt_state,
-    metrics), its state (e.g. BatchNorm statistics, over the global batch) replicated.
-
-    x, y: global (N, ...) arrays, N divisible by the device count (numpy arrays are placed by
-    jit; `shard_batch` places them without a host round trip). params and opt_state come back
-    with the shardings they went in with: replicated, or `rule`'s (which needs `params`).
-    compute_dtype: e.g. "bfloat16" for bf16 compute with float32 master params.
-    pace: wait for step k-1 after dispatching step k (`jaxnn.train.distributed.Pacer`); the default
-    does so exactly when the mesh has several CPU devices in this process.
+    rule: a layout for the train state's leaves (`shard_largest_axis`), None to replicate.
+    donate=True reuses the old state's buffers (do not read the argument after the call).
+    pace: wait for step k-1 after dispatching step k (`jaxnn.train.distributed.Pacer`); the
+    default does so exactly when the mesh has several CPU devices in this process.
     """
-    step = training.train_step(_model(model, compute_dtype), loss, optimizer, method, jit=False)
-    p_sh, o_sh = state_shardings(mesh, params, optimizer, rule)
-    b, rep = batch_sharding(mesh), replicated(mesh)
-    if is_stateful(model):  # (params, model_state, opt_state, x, y, key); the state replicated
-        jitted = jax.jit(step, in_shardings=(p_sh, rep, o_sh, b, b, rep),
-                         out_shardings=(p_sh, rep, o_sh, rep),
-                         donate_argnums=(0, 1, 2) if donate else ())
-        return _checked(jitted, mesh, (3, 4), pace, {0: p_sh, 1: rep, 2: o_sh, 5: rep})
-    jitted = jax.jit(step, in_shardings=(p_sh, o_sh, b, b), out_shardings=(p_sh, o_sh, rep),
-                     donate_argnums=(0, 1) if donate else ())
-    return _checked(jitted, mesh, (2, 3), pace, {0: p_sh, 1: o_sh})
+    def init(params, model_state=()) -> TrainState:
+        ts = train.init(params, model_state)
+        return put(ts, tree_shardings(ts, mesh, rule))
+
+    return TrainStep(init, _on_mesh(train.step, mesh, rule, donate=donate, pace=pace))
 
 
-def eval_step(model: AnyLayer, loss: Loss | None = None, *, mesh: Mesh, params=None,
-              rule: Rule | None = None, compute_dtype=None, pace: bool | None = None
+def train_step(model: Layer, loss: Loss, optimizer, method: str = "autodiff", *, mesh: Mesh,
+               rule: Layout | None = None, compute_dtype=None, chunk: int | None = None,
+               donate: bool = True, pace: bool | None = None) -> TrainStep:
+    """`jaxnn.train_step(model, loss, optimizer, method, chunk=chunk)` on the mesh
+    (`shard_step`): a `TrainStep(init, step)` whose step takes global batches; a model's
+    state (e.g. BatchNorm statistics, over the global batch) is replicated.
+
+    compute_dtype: e.g. "bfloat16" for bf16 compute with float32 master params.
+    """
+    train = steps.train_step(_model(model, compute_dtype), loss, optimizer, method, chunk=chunk)
+    return shard_step(train, mesh=mesh, rule=rule, donate=donate, pace=pace)
+
+
+def eval_step(model: Layer, loss: Loss | None = None, *, mesh: Mesh, rule: Layout | None = None,
+              compute_dtype=None, chunk: int | None = None, pace: bool | None = None
               ) -> Callable:
-    """`jaxnn.eval_step` on the mesh: (params, x, labels) -> {"correct", "loss"} summed over N;
-    (params, state, x, labels) for a stateful model."""
-    step = training.eval_step(_model(model, compute_dtype), loss, jit=False)
-    p_sh, _ = state_shardings(mesh, params, None, rule)
+    """`jaxnn.eval_step` on the mesh: (params, state, x, labels) -> {"correct", "loss"}
+    summed over the global batch; params laid out by `rule`, state replicated."""
+    inner = steps.eval_step(_model(model, compute_dtype), loss, chunk=chunk)
+    pacer = _pacer(mesh, pace)
     b, rep = batch_sharding(mesh), replicated(mesh)
-    if is_stateful(model):  # (params, model_state, x, labels)
-        jitted = jax.jit(step, in_shardings=(p_sh, rep, b, b), out_shardings=rep)
-        return _checked(jitted, mesh, (2, 3), pace, {0: p_sh, 1: rep})
-    jitted = jax.jit(step, in_shardings=(p_sh, b, b), out_shardings=rep)
-    return _checked(jitted, mesh, (1, 2), pace, {0: p_sh})
+    compiled: dict = {}
+
+    def step(params, state, x, labels):
+        check_batch(x.shape[0], mesh)
+        p_sh = tree_shardings(params, mesh, rule)
+        treedef = jax.tree.structure((params, state))
+        if treedef not in compiled:
+            compiled[treedef] = jax.jit(inner, in_shardings=(p_sh, rep, b, b), out_shardings=rep)
+        out = compiled[treedef](put(params, p_sh), put(state, rep), x, labels)
+        if pacer is not None:
+            pacer(out)
+        return out
+
+    step.mesh = mesh
+    return step
 
 
-def shard_map_train_step(model: Layer, loss: Loss, optimizer: optax.GradientTransformation,
-                         method: str = "manual", *, mesh: Mesh, compute_dtype=None,
-                         donate: bool = True, pace: bool | None = None) -> Callable:
+def shard_map_train_step(model: Layer, loss: Loss, optimizer, method: str = "manual", *,
+                         mesh: Mesh, compute_dtype=None, chunk: int | None = None,
+                         donate: bool = True, pace: bool | None = None) -> TrainStep:
     """The data-parallel step written per device, the all-reduce explicit.
 
     On device d, with its shard (x_d, y_d) of N/D examples and replicated params W:
@@ -255,32 +290,37 @@ def shard_map_train_step(model: Layer, loss: Loss, optimizer: optax.GradientTran
         g        = psum(ravel(g_d), "data") / D           (one all-reduce of every gradient)
         J        = psum(J_d, "data") / D
         W, s     = optimizer step on g                    (identical on every device)
-    Same signature and results as `train_step` with replicated params.
+    Device d draws its random numbers from fold_in(key, d). Same `TrainStep` and results as
+    `train_step` with a replicated layout. A model with state is refused (ShardingError): its
+    batch statistics would be per device; `train_step` computes them over the global batch.
     """
-    if is_stateful(model):
-        raise ShardingError(f"shard_map_train_step takes a plain model; {model.name} is stateful "
-                            f"(use train_step)")
     axis = mesh.axis_names[0]
-    grad_fn = backprop.value_and_grad(_model(model, compute_dtype), loss, method, jit=False)
+    inner_model = _model(model, compute_dtype)
+    chunks.check_chunk(chunk)
+    value_and_grad = (backprop.value_and_grad(inner_model, loss, method, jit=False) if chunk is None
+                      else chunks.value_and_grad(inner_model, loss, method, chunk))
 
-    def per_device(params, opt_state, x, y):
+    def update(model, params, model_state, batch, rule_state, key):
+        if not no_state(model_state):
+            raise ShardingError(f"shard_map_train_step: {model.name} has state (batch "
+                                f"statistics per device); use sharding.train_step")
+        key = None if key is None else jax.random.fold_in(key, jax.lax.axis_index(axis))
         # A device-varying copy of the params: without it, autodiff would differentiate through
         # shard_map's implicit broadcast of the replicated params and insert the psum itself.
-        value, grads = grad_fn(jax.lax.pcast(params, axis, to="varying"), x, y)
+        (value, _), grads = value_and_grad(jax.lax.pcast(params, axis, to="varying"),
+                                           model_state, *batch, key)
         flat, unravel = ravel_pytree(grads)
         grads = unravel(jax.lax.psum(flat, axis) / mesh.size)
-        value = jax.lax.psum(value, axis) / mesh.size
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, {"loss": value}
+        return grads, model_state, rule_state, {"loss": jax.lax.psum(value, axis) / mesh.size}
 
-    mapped = jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(), P(axis), P(axis)),
-                           out_specs=(P(), P(), P()))
-    rep, b = replicated(mesh), batch_sharding(mesh)
-    jitted = jax.jit(mapped, in_shardings=(rep, rep, b, b), out_shardings=(rep, rep, rep),
-                     donate_argnums=(0, 1) if donate else ())
-    return _checked(jitted, mesh, (2, 3), pace, {0: rep, 1: rep})
+    rule = steps.Rule(f"gradient[{method}, psum over {axis}]", update, False, lambda params: ())
+    train = steps.make_step(inner_model, rule, optimizer)
+    mapped = jax.shard_map(train.step, mesh=mesh, in_specs=(P(), P(axis), P()),
+                           out_specs=(P(), P()))
+    return TrainStep(shard_step(train, mesh=mesh).init,
+                     _on_mesh(mapped, mesh, None, donate=donate, pace=pace))
 
 
-__all__ = ["DATA_AXIS", "Rule", "ShardingError", "batch_sharding", "check_batch", "eval_step",
+__all__ = ["DATA_AXIS", "Layout", "ShardingError", "batch_sharding", "check_batch", "eval_step",
            "make_mesh", "put", "replicated", "shard_batch", "shard_largest_axis",
-           "shard_map_train_step", "state_shardings", "to_host", "train_step", "tree_shardings"]
+           "shard_map_train_step", "shard_step", "to_host", "train_step", "tree_shardings"]

@@ -23,7 +23,6 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxnn.neuro.reinforce import sample_actions
 
 Array = jax.Array
 OBS_SIZE = 4
@@ -81,11 +80,12 @@ def step(state: Array, action: Array, env: CartPoleParams = CartPoleParams()
     return nxt, terminated
 
 
-def rollout(policy_apply: Callable, params, key: jax.Array, n_episodes: int,
+def rollout(policy: Callable, params, key: jax.Array, n_episodes: int,
             env: CartPoleParams = CartPoleParams(), *, greedy: bool = False) -> Episodes:
-    """Run N episodes in parallel with a ~ softmax(policy_apply(params, s)) (argmax if greedy).
+    """Run N episodes in parallel with a ~ softmax(policy(params, s)) (argmax if greedy).
 
-    policy_apply: (params, obs (N, 4)) -> logits (N, 2). One `lax.scan` of max_steps steps;
+    policy: (params, obs (N, 4)) -> logits (N, 2), e.g. a jaxnn model without state.
+    One `lax.scan` of max_steps steps;
     a finished episode's state stays frozen and its steps are masked out.
     """
     k_reset, k_steps = jax.random.split(key)
@@ -93,11 +93,11 @@ def rollout(policy_apply: Callable, params, key: jax.Array, n_episodes: int,
 
     def body(carry, k):
         state, running = carry
-        logits = policy_apply(params, state)
+        logits = policy(params, state)
         if greedy:
             action = jnp.argmax(logits, axis=-1).astype(jnp.int32)
         else:
-            action, _ = sample_actions(k, logits)
+            action = jax.random.categorical(k, logits, axis=-1).astype(jnp.int32)
         nxt, terminated = step(state, action, env)
         mask = running.astype(jnp.float32)
         out = (state, action, mask)

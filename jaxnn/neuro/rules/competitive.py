@@ -19,7 +19,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxnn.layers.dense import DenseParams
-from jaxnn.neuro.rules.base import Rule, local
+from jaxnn.neuro.rules.base import local
+from jaxnn.train.step import Rule
 
 
 def competition(y: jax.Array, *, k: int, delta: float) -> jax.Array:
@@ -28,7 +29,7 @@ def competition(y: jax.Array, *, k: int, delta: float) -> jax.Array:
     win = jax.nn.one_hot(jnp.argmax(y, axis=1), num, dtype=y.dtype)
     if k == 1 or delta == 0:
         return win
-    if k == 2:  # the runner-up by a second argmax: XLA's top_k is several times slower on CPU
+    if k == 2:  # the runner-up by a second argmax (cheaper than top_k on CPU)
         kth = jnp.argmax(jnp.where(win > 0, -jnp.inf, y), axis=1)
     else:
         kth = jax.lax.top_k(y, k)[1][:, k - 1]

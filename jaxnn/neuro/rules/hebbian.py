@@ -20,7 +20,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxnn.layers.dense import DenseParams
-from jaxnn.neuro.rules.base import Rule, local
+from jaxnn.neuro.rules.base import local
+from jaxnn.train.step import Rule
 
 
 def _check(name: str, p, x, y):

@@ -26,7 +26,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxnn.layers.dense import DenseParams
-from jaxnn.neuro.rules.base import Rule, check_layer_index, layer_io, make_rule
+from jaxnn.neuro.rules.base import check_layer_index, layer_io, zero_except
+from jaxnn.train.step import Rule, make_rule
 
 
 class Averaged(NamedTuple):
@@ -74,7 +75,7 @@ def _check(params, x, d, lr):
 
 def _scan(params: DenseParams, avg: Averaged | None, x, d, lr, unroll):
     """The online pass shared by both variants. The scan keeps w transposed, (k, n): each
-    unit's weights contiguous, which makes the per-sample step ~3x faster on CPU."""
+    unit's weights contiguous in memory."""
     _check(params, x, d, lr)
     lr = jnp.asarray(lr, params.w.dtype)
 
@@ -107,7 +108,7 @@ def perceptron_epoch(params: DenseParams, x: jax.Array, d: jax.Array, lr: float 
 
 def averaged_start(params: DenseParams) -> Averaged:
     """Nothing averaged yet, for `averaged_epoch`."""
-    zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+    zeros = jax.tree.map(jnp.zeros_like, params)
     return Averaged(zeros, jnp.zeros((), params.w.dtype))
 
 
@@ -121,7 +122,7 @@ def averaged_epoch(params: DenseParams, avg: Averaged, x: jax.Array, d: jax.Arra
 def averaged_params(params: DenseParams, avg: Averaged) -> DenseParams:
     """The mean of the weights after each sample so far: w − correction / T (w before any)."""
     count = jnp.maximum(avg.count, 1)
-    return jax.tree_util.tree_map(lambda p, u: p - u / count, params, avg.correction)
+    return jax.tree.map(lambda p, u: p - u / count, params, avg.correction)
 
 
 def _metrics(wrong, d):
@@ -145,18 +146,16 @@ def perceptron(lr: float = 1.0, *, layer: int = -1, averaged: bool = False) -> R
         raise ValueError(f"perceptron: the learning rate η must be > 0, got {lr!r}")
 
     def updates_for(params, i, new):
-        delta = jax.tree_util.tree_map(jnp.subtract, new, params[i])
-        zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
-        return tuple(delta if j == i else z for j, z in enumerate(zeros))
+        return zero_except(params, i, jax.tree.map(jnp.subtract, new, params[i]))
 
-    def plain(model, params, batch):
-        x_in, _ = layer_io(model, params, batch[0], layer, name="perceptron")
+    def plain(model, params, batch, model_state):
+        x_in, _ = layer_io(model, params, batch[0], layer, state=model_state, name="perceptron")
         i = check_layer_index("perceptron", params, layer)
         new, wrong = perceptron_epoch(params[i], x_in, batch[1], lr)
         return updates_for(params, i, new), _metrics(wrong, batch[1])
 
-    def with_average(model, params, batch, state):
-        x_in, _ = layer_io(model, params, batch[0], layer, name="perceptron")
+    def with_average(model, params, batch, state, model_state):
+        x_in, _ = layer_io(model, params, batch[0], layer, state=model_state, name="perceptron")
         i = check_layer_index("perceptron", params, layer)
         new, state, wrong = averaged_epoch(params[i], state, x_in, batch[1], lr)
         return updates_for(params, i, new), state, _metrics(wrong, batch[1])
