@@ -63,7 +63,8 @@ def _jaxnn_contender(name, variant, method, seed, chunk):
     from jaxnn import losses
     from jaxnn.models import LENET5_INPUT_SHAPE, lenet5
 
-    model = lenet5(variant)
+    # The convolution the experiments pick on this backend (CPUConv2D on XLA:CPU).
+    model = lenet5(variant, conv=jaxnn.layers.CPUConv2D if jax.default_backend() == "cpu" else None)
     _, params, model_state = model.init(jax.random.key(seed), LENET5_INPUT_SHAPE)
     init, inner = jaxnn.train_step(model, losses.softmax_cross_entropy(), optax.adam(LEARNING_RATE),
                                    method, chunk=chunk)

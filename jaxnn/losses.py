@@ -9,15 +9,25 @@ A loss follows the layer contract, with the target in place of params:
 Reductions are explicit: `reduction="sum"` adds the per-example terms, `"mean"` divides the
 sum by the number of examples (every axis but the class axis for classification losses;
 every element for the regression losses). Shapes never broadcast silently: a mismatch is a
-`ValueError` naming the loss.
+`ValueError` naming the loss. Float hyperparameters (hinge's margin) must be finite.
+
+Integer labels (`softmax_cross_entropy`) must lie in [0, K). The range is checked only where
+the labels are concrete values, i.e. outside `jax.jit` (and outside vmap or scan): a label
+outside the range, negative ones included, is then a `ValueError` naming the loss, the label,
+its index and K. Under `jit` the labels are tracers and the check cannot run; an
+out-of-range label then becomes an all-zero target row, so that example adds 0 to the loss
+and 0 to the gradient (it still counts in the "mean" divisor) — a silently wrong number.
+Check labels where they are loaded, or call the loss once eagerly on a batch.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Array = jax.Array
 
@@ -53,6 +63,29 @@ def _check_reduction(name, reduction):
 def _check_pred(name, pred):
     if not jnp.issubdtype(jnp.asarray(pred).dtype, jnp.floating):
         raise TypeError(f"{name}: expected floating-point predictions, got dtype {pred.dtype}")
+
+
+def check_labels(name: str, labels: Any, classes: int, what: str = "label") -> None:
+    """Refuse an integer label outside [0, classes) with a ValueError naming the loss, the
+    first bad label, its index and the number of classes. Traced labels (inside jit, vmap,
+    scan) cannot be read and pass unchecked (see the module docstring)."""
+    if isinstance(labels, jax.core.Tracer):
+        return
+    values = np.asarray(labels)
+    bad = (values < 0) | (values >= classes)
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(f"{name}: {what} {values[where]} at index {where} is outside "
+                         f"[0, {classes}) ({classes} classes; {int(bad.sum())} bad {what}(s) "
+                         f"in all)")
+
+
+def _finite(name, what, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise TypeError(f"{name}: {what} must be a real number, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name}: {what} must be finite, got {value!r}")
+    return float(value)
 
 
 def _same_shape(name, pred, target):
@@ -120,6 +153,7 @@ def hinge(margin: float = 1.0, reduction: str = "mean") -> Loss:
 
     ℓ = max(0, margin - t·y);  dℓ/dy = -t · [margin - t·y > 0] (0 at the kink).
     """
+    margin = _finite("hinge", "margin", margin)
     return _elementwise("hinge", reduction,
                         lambda y, t: jax.nn.relu(margin - t * y),
                         lambda y, t: jnp.where(margin - t * y > 0, -t, jnp.zeros((), y.dtype)))
@@ -137,8 +171,9 @@ def perceptron(reduction: str = "mean") -> Loss:
 def softmax_cross_entropy(reduction: str = "mean") -> Loss:
     """Cross-entropy between softmax(logits) and the targets, over the last axis.
 
-    logits: (..., K). target: integer labels (...) in [0, K), or class probabilities /
-    one-hot vectors (..., K) of a float dtype.
+    logits: (..., K). target: integer labels (...) in [0, K) (checked when concrete; not
+    under jit, see the module docstring), or class probabilities / one-hot vectors (..., K)
+    of a float dtype.
         ℓ = -Σ_k t_k log softmax(z)_k = -Σ_k t_k z_k + (Σ_k t_k) logsumexp(z)
         dℓ/dz = softmax(z) · Σ_k t_k - t     (= softmax(z) - onehot(label) for labels)
     "mean" divides by the number of examples (the product of the leading axes).
@@ -152,6 +187,7 @@ def softmax_cross_entropy(reduction: str = "mean") -> Loss:
             if target.shape != logits.shape[:-1]:
                 raise ValueError(f"{name}: integer labels must have shape {tuple(logits.shape[:-1])} "
                                  f"(logits' shape without the class axis), got {tuple(target.shape)}")
+            check_labels(name, target, logits.shape[-1])
             target = jax.nn.one_hot(target, logits.shape[-1], dtype=logits.dtype)
         else:
             _same_shape(name, logits, target)
@@ -168,5 +204,5 @@ def softmax_cross_entropy(reduction: str = "mean") -> Loss:
     return _loss(name, forward, backward, reduction, count=lambda z: z.size // z.shape[-1])
 
 
-__all__ = ["Loss", "binary_cross_entropy", "hinge", "mse", "perceptron",
+__all__ = ["Loss", "binary_cross_entropy", "check_labels", "hinge", "mse", "perceptron",
            "softmax_cross_entropy", "sum_of_squares"]

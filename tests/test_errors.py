@@ -31,6 +31,35 @@ def test_invalid_constructor_arguments_fail_when_built(make, match):
         make()
 
 
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize("make,layer,arg", [
+    (lambda: nn.Dropout(rate=NAN), "Dropout", "rate"),
+    (lambda: nn.Dropout(rate=-INF), "Dropout", "rate"),
+    (lambda: nn.BatchNorm(momentum=NAN), "BatchNorm", "momentum"),
+    (lambda: nn.BatchNorm(eps=INF), "BatchNorm", "eps"),
+    (lambda: nn.BatchNorm(eps=NAN), "BatchNorm", "eps"),
+    (lambda: nn.LayerNorm(eps=INF), "LayerNorm", "eps"),
+    (lambda: nn.LayerNorm(eps=NAN), "LayerNorm", "eps"),
+    (lambda: nn.LSTM(4, forget_bias=NAN), "LSTM", "forget_bias"),
+    (lambda: nn.RateRNN(4, tau=NAN), "RateRNN", "tau"),
+    (lambda: nn.RateRNN(4, tau=INF), "RateRNN", "tau"),
+    (lambda: nn.RateRNN(4, dt=NAN), "RateRNN", "dt"),
+    (lambda: nn.RateRNN(4, noise=NAN), "RateRNN", "noise"),
+    (lambda: nn.RateRNN(4, noise=INF), "RateRNN", "noise"),
+    (lambda: nn.RateRNN(4, rec_gain=NAN), "RateRNN", "rec_gain"),
+    (lambda: nn.RateRNN(4, dale=True, exc_fraction=NAN), "RateRNN", "exc_fraction"),
+    (lambda: nn.RateRNN(4, connectivity=NAN), "RateRNN", "connectivity"),
+    (lambda: nn.ScaledTanh(a=INF), "ScaledTanh", "a"),
+    (lambda: nn.ScaledTanh(s=NAN), "ScaledTanh", "s"),
+    (lambda: nn.RBF(2, centers=[[0.0, NAN], [1.0, 1.0]]), "RBF", "centers"),
+])
+def test_non_finite_hyperparameters_are_refused_at_construction(make, layer, arg):
+    with pytest.raises(nn.LayerError, match=f"^{layer}: {arg} must be finite"):
+        make()
+
+
 @pytest.mark.parametrize("model,shape,match", [
     (nn.serial(nn.Dense(3), nn.Conv2D(2, 3)), (4, 5),
      r"serial\[1\] Conv2D: expected an input of rank 4, got shape \(4, 3\)"),

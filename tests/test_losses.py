@@ -106,3 +106,39 @@ def test_bad_reduction_and_dtype():
         losses.mse("average")
     with pytest.raises(TypeError, match="mse: expected floating-point predictions"):
         losses.mse().apply(jnp.zeros((2,), jnp.int32), jnp.zeros((2,)))
+
+
+@pytest.mark.parametrize("labels,match", [
+    ([0, 4, 2], r"softmax_cross_entropy: label 4 at index \(1,\) is outside \[0, 4\) \(4 classes"),
+    ([0, -1, 2], r"softmax_cross_entropy: label -1 at index \(1,\) is outside \[0, 4\)"),
+    ([[0, 1, 2], [3, 9, -2]], r"label 9 at index \(1, 1\) .*2 bad label\(s\)"),
+])
+def test_out_of_range_labels_are_an_error_naming_the_loss(labels, match):
+    labels = jnp.asarray(labels, jnp.int32)
+    logits = jnp.zeros((*labels.shape, 4))
+    for reduction in ("sum", "mean"):
+        loss = losses.softmax_cross_entropy(reduction)
+        with pytest.raises(ValueError, match=match):
+            loss.apply(logits, labels)
+        with pytest.raises(ValueError, match=match):  # labels stay concrete under jax.grad
+            jax.grad(loss.apply)(logits, labels)
+
+
+def test_under_jit_an_out_of_range_label_drops_out_as_documented():
+    """Traced labels cannot be checked: the bad example's target row is all zero."""
+    logits = jax.random.normal(K1, (3, 4))
+    labels = jnp.array([0, 4, 2], jnp.int32)
+    loss = losses.softmax_cross_entropy()
+    log_p = jax.nn.log_softmax(logits)
+    want = -(log_p[0, 0] + log_p[2, 2]) / 3
+    np.testing.assert_allclose(jax.jit(loss.apply)(logits, labels), want, rtol=1e-6)
+    value, residuals = jax.jit(loss.forward)(logits, labels)
+    assert not np.asarray(loss.backward(residuals, jnp.ones(()))[1]).any()
+
+
+@pytest.mark.parametrize("margin", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_hyperparameters_are_refused(margin):
+    with pytest.raises(ValueError, match="hinge: margin must be finite"):
+        losses.hinge(margin)
+    with pytest.raises(TypeError, match="hinge: margin must be a real number"):
+        losses.hinge("1.0")

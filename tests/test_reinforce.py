@@ -1,6 +1,7 @@
 """REINFORCE, the bandit agents and the CartPole environment."""
 
 import functools
+import itertools
 
 import jax
 import jax.numpy as jnp
@@ -96,6 +97,112 @@ def test_returns_and_leave_one_out_baseline():
     assert float(rf.advantages(returns, mask, "none").sum()) == 11.0
 
 
+def _reference_advantages(returns, mask, baseline):
+    """The documented baselines, literally: loops over the other episodes' running steps."""
+    g, m = np.asarray(returns, np.float64), np.asarray(mask) > 0
+    n_ep, n_t = g.shape
+    adv = np.zeros_like(g)
+    for n, t in itertools.product(range(n_ep), range(n_t)):
+        if not m[n, t]:
+            continue
+        steps = range(n_t) if baseline == "mean" else [t]
+        others = [g[k, s] for k in range(n_ep) if k != n for s in steps if m[k, s]]
+        b = np.mean(others) if others and baseline != "none" else 0.0
+        adv[n, t] = g[n, t] - b
+    return adv
+
+
+def test_mean_baseline_leaves_the_whole_episode_out():
+    g = jnp.array([[1.0, 5.0], [0.0, 0.0]], jnp.float32)
+    # b_0 = mean of episode 1's returns = 0; b_1 = mean of episode 0's = 3 (once -0.667, 4.667 / -2)
+    np.testing.assert_allclose(rf.advantages(g, jnp.ones((2, 2), jnp.float32), "mean"),
+                               [[1.0, 5.0], [-3.0, -3.0]])
+    # one episode: no other episode to average, so b = 0 (never the episode's own returns)
+    for baseline in rf.BASELINES:
+        np.testing.assert_allclose(rf.advantages(g[:1], jnp.ones((1, 2), jnp.float32), baseline),
+                                   [[1.0, 5.0]])
+    k_g, k_m = jax.random.split(jax.random.key(7))
+    returns = jax.random.normal(k_g, (5, 4), jnp.float32)
+    mask = (jnp.arange(4)[None, :] < jnp.array([[4], [2], [0], [1], [3]])).astype(jnp.float32)
+    for baseline in rf.BASELINES:  # masked steps excluded, an empty episode included
+        np.testing.assert_allclose(rf.advantages(returns, mask, baseline),
+                                   _reference_advantages(returns, mask, baseline),
+                                   rtol=1e-5, atol=1e-6, err_msg=baseline)
+
+
+# A two-step problem small enough to enumerate: obs s0, then a0 = 1 ends the episode with r = 2;
+# a0 = 0 gives r = 1 and leads to s1, where a1 = 0 gives 3 and a1 = 1 gives -1. Each episode has
+# three outcomes (rows): actions, mask, rewards, observations (the ended step's is never used).
+_S0, _S1, _END = [1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]
+_OUTCOMES = dict(actions=np.array([[0, 0], [0, 1], [1, 0]], np.int32),
+                 mask=np.array([[1.0, 1.0], [1.0, 1.0], [1.0, 0.0]]),
+                 rewards=np.array([[1.0, 3.0], [1.0, -1.0], [2.0, 0.0]]),
+                 obs=np.array([[_S0, _S1], [_S0, _S1], [_S0, _END]]))
+_EPISODES = 3  # per batch: 3 ** 3 = 27 batches
+
+
+def _own_returns_mean(returns, mask):
+    """The old "mean" rule: it left out only the (episode, step) entry itself."""
+    g = returns * mask
+    return (g - (g.sum() - g) / jnp.maximum(mask.sum() - mask, 1.0)) * mask
+
+
+@functools.cache
+def _enumerated_problem():
+    """(policy, params, exact ∇J by jax.grad, every batch, each batch's probability), float64."""
+    policy = nn.serial(nn.Dense(4, dtype=jnp.float64), nn.Tanh(), nn.Dense(2, dtype=jnp.float64))
+    params = policy.init(jax.random.key(11), (-1, 3))[1]
+
+    def outcome_probs(p):
+        pi = jax.nn.softmax(policy(p, jnp.array([_S0, _S1])), axis=-1)
+        return jnp.stack([pi[0, 0] * pi[1, 0], pi[0, 0] * pi[1, 1], pi[0, 1]])
+
+    episode_return = jnp.asarray(_OUTCOMES["rewards"].sum(1))
+    exact = jax.grad(lambda p: outcome_probs(p) @ episode_return)(params)  # ∇ E[Σ_t r_t]
+    index = np.array(list(itertools.product(range(3), repeat=_EPISODES)))  # (27, N)
+    batches = {k: jnp.asarray(v[index]) for k, v in _OUTCOMES.items()}
+    prob = jnp.prod(outcome_probs(params)[index], axis=1)
+    return policy, params, exact, batches, prob
+
+
+def _expected_estimate(advantage_fn, method):
+    """Σ_batches P(batch) · (−dL/dθ), every batch of the enumerated problem."""
+    policy, params, _, batches, prob = _enumerated_problem()
+    vg = value_and_grad(policy, rf.reinforce_loss(), method, jit=False)
+
+    def estimate(actions, mask, rewards, obs):
+        adv = advantage_fn(rf.discounted_returns(rewards, 1.0), mask)
+        return vg(params, (), obs, (actions, rf.episode_weights(adv, mask)))[1]
+
+    grads = jax.jit(jax.vmap(estimate))(batches["actions"], batches["mask"], batches["rewards"],
+                                        batches["obs"])
+    return jax.tree.map(lambda g: -jnp.tensordot(prob, g, axes=1), grads)
+
+
+@pytest.mark.parametrize("method", ["autodiff", "manual"])
+@pytest.mark.parametrize("baseline", rf.BASELINES)
+def test_every_baseline_is_unbiased_by_exact_enumeration(baseline, method):
+    """E[−dL/dθ] over all 27 batches of 3 two-step episodes (some ending after one step)
+    equals ∇_θ E[Σ_t r_t] by jax.grad, to float64 rounding."""
+    with jax.enable_x64(True):
+        exact = _enumerated_problem()[2]
+        np.testing.assert_allclose(_enumerated_problem()[4].sum(), 1.0, rtol=1e-12)
+        got = _expected_estimate(lambda g, m: rf.advantages(g, m, baseline), method)
+        for want, have in zip(jax.tree.leaves(exact), jax.tree.leaves(got)):
+            np.testing.assert_allclose(have, want, rtol=1e-9, atol=1e-12)
+        assert max(float(jnp.abs(w).max()) for w in jax.tree.leaves(exact)) > 0.05
+
+
+def test_enumeration_finds_a_baseline_that_sees_its_own_returns():
+    """The same check fails for the old "mean" rule (own returns at the episode's other steps)."""
+    with jax.enable_x64(True):
+        exact = _enumerated_problem()[2]
+        got = _expected_estimate(_own_returns_mean, "autodiff")
+        gap = max(float(jnp.abs(h - w).max())
+                  for w, h in zip(jax.tree.leaves(exact), jax.tree.leaves(got)))
+        assert gap > 1e-3
+
+
 def test_reinforce_agent_regret_is_sublinear_and_beats_random():
     n_problems, n_trials = 100, 1000
     q_star = bandit.problems(jax.random.key(4), n_problems)
@@ -184,6 +291,10 @@ def test_reinforce_improves_cartpole_quickly():
      ValueError, "reinforce"),
     (lambda: rf.reinforce_loss().apply(jnp.ones((2, 3)), (jnp.zeros(2), jnp.ones(2))),
      TypeError, "reinforce"),
+    (lambda: rf.reinforce_loss().apply(jnp.ones((2, 3)), (jnp.array([0, 3]), jnp.ones(2))),
+     ValueError, r"reinforce: action 3 at index \(1,\) is outside \[0, 3\) \(3 classes"),
+    (lambda: rf.reinforce_loss().apply(jnp.ones((2, 3)), (jnp.array([-1, 0]), jnp.ones(2))),
+     ValueError, r"reinforce: action -1 at index \(0,\) is outside \[0, 3\)"),
     (lambda: rf.choice_loss(-1), ValueError, "decision_from"),
     (lambda: rf.choice_loss(5).apply(jnp.ones((2, 5, 3)), (jnp.zeros(2, jnp.int32), jnp.ones(2))),
      ValueError, "T > 5"),

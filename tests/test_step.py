@@ -62,6 +62,25 @@ def test_both_methods_and_a_chunked_step_reach_the_same_params():
             np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("method", ["autodiff", "manual"])
+def test_multisteps_over_two_halves_equals_one_step_over_the_whole_batch(method):
+    """Gradient accumulation across calls is optax.MultiSteps around the optimiser: k calls on
+    batches of n/k (mean loss) update the params as one call on the whole batch of n does."""
+    model, loss = mlp(), losses.softmax_cross_entropy()
+    _, params, state = model.init(jax.random.key(0), (-1, 4))
+    x, y = data()
+    whole = jaxnn.train_step(model, loss, optax.sgd(0.1), method)
+    ts, _ = whole.step(whole.init(params, state), (x, y), jax.random.key(0))
+    halves = jaxnn.train_step(model, loss, optax.MultiSteps(optax.sgd(0.1), 2), method)
+    tm = halves.init(params, state)
+    tm, _ = halves.step(tm, (x[:6], y[:6]), jax.random.key(0))
+    for a, b in zip(jax.tree.leaves(tm.params), jax.tree.leaves(params)):
+        np.testing.assert_array_equal(a, b)  # the first call only accumulates
+    tm, _ = halves.step(tm, (x[6:], y[6:]), jax.random.key(1))
+    for a, b in zip(jax.tree.leaves(tm.params), jax.tree.leaves(ts.params)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
 def test_plain_learning_rate_is_sgd():
     model, loss = mlp(), losses.softmax_cross_entropy()
     _, params, state = model.init(jax.random.key(0), (-1, 4))

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 from jaxnn.core import (
     Layer, check_input, check_shape, check_train, fail, make_stateful_layer,
 )
+from jaxnn.layers._checks import finite_real
 
 
 def Dropout(rate: float) -> Layer:
@@ -24,7 +25,8 @@ def Dropout(rate: float) -> Layer:
     Backward: dC/dx = dy ⊙ m / (1 - rate) (the same mask; dy itself at eval).
     """
     name = "Dropout"
-    if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not 0 <= rate < 1:
+    rate = finite_real(name, "rate", rate)
+    if not 0 <= rate < 1:
         fail(name, f"rate (the probability of dropping) must be in [0, 1), got {rate!r}")
 
     def init(key, input_shape):

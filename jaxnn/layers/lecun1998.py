@@ -11,7 +11,6 @@ recognition", Proc. IEEE 86(11), section II.B and Appendix A:
 
 from __future__ import annotations
 
-import numbers
 from typing import Any, NamedTuple
 
 import jax
@@ -22,6 +21,7 @@ from jaxnn import initializers
 from jaxnn.core import (
     Layer, check_input, check_shape, fail, make_layer, positive_ints, shape_token, token_shape,
 )
+from jaxnn.layers._checks import finite_real
 from jaxnn.layers.activations import _pointwise
 from jaxnn.layers.conv import Conv2D, ConvParams
 
@@ -37,14 +37,6 @@ LENET5_C3_TABLE = np.array([[i in rows for rows in _C3_INPUTS] for i in range(6)
 LENET5_C3_TABLE.flags.writeable = False
 
 
-def _real(layer: str, what: str, value: Any) -> float:
-    if not isinstance(value, numbers.Real) or isinstance(value, bool):
-        fail(layer, f"{what} must be a real number, got {value!r}", exc=TypeError)
-    if not np.isfinite(value):
-        fail(layer, f"{what} must be finite, got {value!r}")
-    return float(value)
-
-
 def ScaledTanh(a: float = 1.7159, s: float = 2 / 3) -> Layer:
     """y = a·tanh(s·x), elementwise; any shape.
 
@@ -52,7 +44,7 @@ def ScaledTanh(a: float = 1.7159, s: float = 2 / 3) -> Layer:
     targets its output codes use. Backward, with t = tanh(s·x) kept as the residual:
         dx = dy · a·s·(1 - t²)
     """
-    a, s = _real("ScaledTanh", "a", a), _real("ScaledTanh", "s", s)
+    a, s = finite_real("ScaledTanh", "a", a), finite_real("ScaledTanh", "s", s)
 
     def forward(x):
         t = jnp.tanh(s * x)
@@ -213,6 +205,8 @@ def RBF(num_classes: int, centers: Any = None, *, seed: int = 0) -> Layer:
     fixed = None if centers is None else np.asarray(centers, np.float64)
     if fixed is not None and (fixed.ndim != 2 or fixed.shape[0] != num_classes):
         fail(name, f"centers must have shape (num_classes={num_classes}, D), got {fixed.shape}")
+    if fixed is not None and not np.isfinite(fixed).all():
+        fail(name, "centers must be finite, got NaN or infinite entries")
 
     def codes(features):
         if fixed is None:

@@ -27,6 +27,7 @@ import numpy as np
 from jax import lax
 
 from jaxnn.core import Layer, check_input, check_shape, make_layer, positive_ints
+from jaxnn.layers._checks import finite_real
 
 
 class LSTMParams(NamedTuple):
@@ -39,6 +40,7 @@ def LSTM(hidden: int, *, forget_bias: float = 1.0, dtype=jnp.float32) -> Layer:
     """A long short-term memory layer (Hochreiter & Schmidhuber 1997; forget gate of Gers et
     al. 2000): x (N, T, in) -> h (N, T, hidden). The forget-gate bias starts at `forget_bias`."""
     (H,) = positive_ints("LSTM", "hidden", hidden, 1)
+    forget_bias = finite_real("LSTM", "forget_bias", forget_bias)
 
     def init(key, input_shape):
         shape = check_shape("LSTM", input_shape, ndim=3)

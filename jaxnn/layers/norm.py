@@ -26,6 +26,7 @@ from jaxnn.core import (
     Layer, check_input, check_shape, check_train, fail, make_layer,
     make_stateful_layer,
 )
+from jaxnn.layers._checks import finite_real
 
 
 class NormParams(NamedTuple):
@@ -39,9 +40,10 @@ class BatchNormState(NamedTuple):
 
 
 def _check_eps(name, eps):
-    if not isinstance(eps, (int, float)) or isinstance(eps, bool) or eps <= 0:
+    eps = finite_real(name, "eps", eps)
+    if eps <= 0:
         fail(name, f"eps must be a positive number, got {eps!r}")
-    return float(eps)
+    return eps
 
 
 def _per_feature(v, ndim):
@@ -78,7 +80,8 @@ def BatchNorm(momentum: float = 0.9, eps: float = 1e-5, dtype=jnp.float32) -> La
     Backward: the module docstring (coupled in training, per-feature affine in eval).
     """
     name = "BatchNorm"
-    if not isinstance(momentum, (int, float)) or isinstance(momentum, bool) or not 0 <= momentum < 1:
+    momentum = finite_real(name, "momentum", momentum)
+    if not 0 <= momentum < 1:
         fail(name, f"momentum must be in [0, 1), got {momentum!r}")
     eps = _check_eps(name, eps)
 

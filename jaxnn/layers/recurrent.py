@@ -42,6 +42,7 @@ from jax import lax
 from jaxnn.core import (
     Layer, check_input, check_shape, fail, make_stateful_layer, positive_ints,
 )
+from jaxnn.layers._checks import finite_real
 
 
 class RateParams(NamedTuple):
@@ -58,6 +59,7 @@ def connectivity_mask(hidden: int, connectivity: Any = None, seed: int = 0) -> n
     if connectivity is None:
         return None
     if isinstance(connectivity, (int, float)) and not isinstance(connectivity, bool):
+        connectivity = finite_real("RateRNN", "connectivity", connectivity)
         if not 0.0 < connectivity <= 1.0:
             fail("RateRNN", f"connectivity density must be in (0, 1], got {connectivity}")
         return (np.random.default_rng(seed).random((hidden, hidden)) < connectivity).astype(np.float32)
@@ -205,6 +207,10 @@ def RateRNN(hidden: int, readout: int | None = None, *, tau: float = 100.0, dt: 
     (hidden,) = positive_ints("RateRNN", "hidden", hidden, 1)
     if readout is not None:
         (readout,) = positive_ints("RateRNN", "readout", readout, 1)
+    tau, dt = finite_real("RateRNN", "tau", tau), finite_real("RateRNN", "dt", dt)
+    noise = finite_real("RateRNN", "noise", noise)
+    exc_fraction = finite_real("RateRNN", "exc_fraction", exc_fraction)
+    rec_gain = finite_real("RateRNN", "rec_gain", rec_gain)
     if not (tau > 0 and 0 < dt <= tau):
         fail("RateRNN", f"need tau > 0 and 0 < dt <= tau, got tau={tau}, dt={dt}")
     if noise < 0:

@@ -7,7 +7,9 @@ m_{n,t} = 1 while episode n is running, and the return-to-go G_t = Σ_{k≥t} γ
     ∇_θ J = E[ Σ_t ∇_θ log π_θ(a_t|s_t) (G_t − b_t) ]                      (Williams 1992)
 
 for any baseline b_t that does not depend on a_t (E_a[∇ log π(a|s)] = 0, so it only
-changes the variance). The sample estimate is minus the gradient of the surrogate
+changes the variance). With γ = 1 this is exactly the gradient of the expected return
+J = E[Σ_t r_t]; with γ < 1 it is the usual estimate that leaves out the factor γ^t on step
+t, not the gradient of E[G_0]. The sample estimate is minus the gradient of the surrogate
 
     L(θ) = −(1/N) Σ_{n,t} m_{n,t} A_{n,t} log π_θ(a_{n,t}|s_{n,t}),   A = G − b held fixed,
 
@@ -33,7 +35,7 @@ import optax
 from jax import lax
 
 from jaxnn.core import Layer
-from jaxnn.losses import Loss, softmax_cross_entropy
+from jaxnn.losses import Loss, check_labels, softmax_cross_entropy
 from jaxnn.train.step import Rule, TrainStep, gradient, train_step
 
 Array = jax.Array
@@ -79,11 +81,18 @@ def advantages(returns: Array, mask: Array, baseline: str = "per_step",
                normalise: bool = False) -> Array:
     """A = G − b over a batch of episodes. returns, mask: (N, T) -> (N, T), zero where m = 0.
 
-    baseline "none": b = 0; "mean": b = the mean of G over every other episode's running
-    steps; "per_step": b_{n,t} = mean over the other episodes still running at step t.
-    Leaving episode n out keeps b independent of its actions, so the estimate stays
-    unbiased. normalise=True divides A by its std over running steps (a common rescaling:
-    it changes the step size, not the direction within a batch).
+    baseline, with every mean taken over running steps only (m = 1) and episode n left out:
+      "none":     b = 0;
+      "mean":     b_n = Σ_{k≠n} Σ_s m_{k,s} G_{k,s} / Σ_{k≠n} Σ_s m_{k,s}, one value for all
+                  of episode n's steps (none of episode n's own returns, at any step);
+      "per_step": b_{n,t} = Σ_{k≠n} m_{k,t} G_{k,t} / Σ_{k≠n} m_{k,t}.
+    Where no other episode has a running step to average (a batch of one episode, or, for
+    "per_step", a step only episode n reaches) b = 0 there: no baseline, never the
+    episode's own returns. Leaving episode n out keeps b independent of its actions, so
+    with i.i.d. episodes the estimate stays unbiased for every baseline.
+    normalise=True divides A by its std over the batch's running steps (a common rescaling:
+    within a batch it changes the step size, not the direction; the std depends on the
+    batch's own actions, so the expected update is no longer exactly the policy gradient).
     """
     if baseline not in BASELINES:
         raise ValueError(f"advantages: baseline must be one of {BASELINES}, got {baseline!r}")
@@ -95,11 +104,15 @@ def advantages(returns: Array, mask: Array, baseline: str = "per_step",
     if baseline == "none":
         adv = g
     else:
-        axis = (0, 1) if baseline == "mean" else (0,)
-        total = g.sum(axis=axis, keepdims=True)
-        count = mask.sum(axis=axis, keepdims=True)
-        others = jnp.maximum(count - mask, 1.0)
-        adv = (g - (total - g) / others) * mask
+        if baseline == "mean":  # every other episode's running steps, all steps pooled
+            own_total, own_count = g.sum(1, keepdims=True), mask.sum(1, keepdims=True)
+            total, count = g.sum(), mask.sum()
+        else:  # "per_step": the other episodes running at the same step
+            own_total, own_count = g, mask
+            total, count = g.sum(0, keepdims=True), mask.sum(0, keepdims=True)
+        others_total, others_count = total - own_total, count - own_count
+        b = jnp.where(others_count > 0, others_total / jnp.maximum(others_count, 1.0), 0.0)
+        adv = (g - b) * mask
     if normalise:
         n = jnp.maximum(mask.sum(), 1.0)
         mean = adv.sum() / n
@@ -122,7 +135,9 @@ def reinforce_loss() -> Loss:
 
     logits (..., K); target a pair (actions (...) integer, weights (...) from
     `episode_weights`). It is softmax cross-entropy (summed) against the soft target
-    w · onehot(a), so dL/dz = w (softmax(z) − onehot(a)).
+    w · onehot(a), so dL/dz = w (softmax(z) − onehot(a)). An action outside [0, K) is a
+    ValueError where the actions are concrete; under jit it cannot be checked and the step
+    drops out of the loss (an all-zero one-hot row).
     """
     name = "reinforce"
     cross_entropy = softmax_cross_entropy("sum")
@@ -135,6 +150,7 @@ def reinforce_loss() -> Loss:
             raise ValueError(f"{name}: actions and weights must have shape "
                              f"{tuple(logits.shape[:-1])} (the logits' without the action "
                              f"axis), got {tuple(actions.shape)} and {tuple(weights.shape)}")
+        check_labels(name, actions, logits.shape[-1], "action")  # concrete actions only
         soft = jax.nn.one_hot(actions, logits.shape[-1], dtype=logits.dtype)
         return cross_entropy.forward(logits, soft * weights.astype(logits.dtype)[..., None])
 

@@ -133,10 +133,13 @@ def _optimizer(optimizer) -> optax.GradientTransformation:
         if not optimizer > 0:
             raise ValueError(f"make_step: a plain learning rate must be > 0, got {optimizer!r}")
         return optax.sgd(float(optimizer))
+    if isinstance(optimizer, optax.MultiSteps):  # gradient accumulation over k calls
+        return optimizer.gradient_transformation()
     if callable(optimizer) and not isinstance(optimizer, optax.GradientTransformation):
         return optax.sgd(optimizer)  # a schedule step -> η_t
     if not isinstance(optimizer, optax.GradientTransformation):
-        raise TypeError("make_step: optimizer must be an optax GradientTransformation or a plain "
+        raise TypeError("make_step: optimizer must be an optax GradientTransformation (or "
+                        "optax.MultiSteps) or a plain "
                         f"learning rate η > 0 (a float or an optax schedule), got "
                         f"{type(optimizer).__name__}")
     return optimizer
