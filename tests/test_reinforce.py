@@ -151,17 +151,19 @@ def _own_returns_mean(returns, mask):
 def _enumerated_problem():
     """(policy, params, exact ∇J by jax.grad, every batch, each batch's probability), float64."""
     policy = nn.serial(nn.Dense(4, dtype=jnp.float64), nn.Tanh(), nn.Dense(2, dtype=jnp.float64))
-    params = policy.init(jax.random.key(11), (-1, 3))[1]
+    shapes = jax.eval_shape(lambda k: policy.init(k, (-1, 3))[1], jax.random.key(0))
+    rng = np.random.default_rng(11)  # N(0, 1) weights: a policy far from uniform, set at once
+    params = jax.tree.map(lambda s: jnp.asarray(rng.normal(size=s.shape), s.dtype), shapes)
 
     def outcome_probs(p):
         pi = jax.nn.softmax(policy(p, jnp.array([_S0, _S1])), axis=-1)
         return jnp.stack([pi[0, 0] * pi[1, 0], pi[0, 0] * pi[1, 1], pi[0, 1]])
 
     episode_return = jnp.asarray(_OUTCOMES["rewards"].sum(1))
-    exact = jax.grad(lambda p: outcome_probs(p) @ episode_return)(params)  # ∇ E[Σ_t r_t]
+    exact = jax.jit(jax.grad(lambda p: outcome_probs(p) @ episode_return))(params)  # ∇ E[Σ r]
     index = np.array(list(itertools.product(range(3), repeat=_EPISODES)))  # (27, N)
     batches = {k: jnp.asarray(v[index]) for k, v in _OUTCOMES.items()}
-    prob = jnp.prod(outcome_probs(params)[index], axis=1)
+    prob = jnp.asarray(np.prod(np.asarray(jax.jit(outcome_probs)(params))[index], axis=1))
     return policy, params, exact, batches, prob
 
 
