@@ -26,7 +26,7 @@ OURS = (nn.LayerError, nn.LayerTypeError)
 # Each gradient example compiles new shapes (~0.6 CPU-s): a few per run keep the file fast;
 # JAXNN_PROPERTY_EXAMPLES=200 explores further. No shrinking (slow for the same reason): a failing
 # case is printed as generated. Error cases only trace (jax.eval_shape), so they get more.
-EXAMPLES = int(os.environ.get("JAXNN_PROPERTY_EXAMPLES", "3"))
+EXAMPLES = int(os.environ.get("JAXNN_PROPERTY_EXAMPLES", "2"))
 BOUNDED = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
                    phases=(Phase.explicit, Phase.generate), suppress_health_check=[HealthCheck.too_slow])
 TRACE_ONLY = settings(BOUNDED, max_examples=4 * EXAMPLES)
