@@ -93,7 +93,7 @@ class Config:
 
     def resolved(self, backend: str | None = None) -> "Config":
         """The config with --chunk and --conv chosen for the backend where left to it: chunks of
-        `jaxnn.train.chunks.default_chunk(backend)` (none for a model with state, whose batch
+        `default_chunk(backend)` (none for a model with state, whose batch
         statistics chunks would change) and conv "cpu" on XLA:CPU, "plain" elsewhere. Touches
         the backend: call it after `scaling.setup`."""
         backend = backend or jax.default_backend()
@@ -101,16 +101,16 @@ class Config:
         if conv == BACKEND:
             conv = "cpu" if backend == "cpu" else "plain"
         if chunk == BACKEND:
-            chunk = chunks.default_chunk(backend) if _stateless(self.variant) else None
+            chunk = default_chunk(backend) if _stateless(self.variant) else None
         return dataclasses.replace(self, chunk=chunk, conv=conv)
 
     def eval_chunk(self, backend: str | None = None) -> int | None:
         """Examples per chunk of an evaluation call (eval mode holds the state fixed, so any
         model may be chunked): --chunk when given, else the backend's default for evaluation
-        (`chunks.default_chunk(backend, evaluation=True)`). Call it on the config as given:
+        (`default_chunk(backend, evaluation=True)`). Call it on the config as given:
         `resolved()` fills in --chunk's training default."""
         if self.chunk in (BACKEND, None):
-            return chunks.default_chunk(backend or jax.default_backend(), evaluation=True)
+            return default_chunk(backend or jax.default_backend(), evaluation=True)
         return self.chunk
 
     def validate(self) -> "Config":
@@ -141,6 +141,16 @@ class Config:
         scaling.validate(self)
         self.loop().validate()
         return self
+
+
+def default_chunk(backend: str | None = None, *, evaluation: bool = False) -> int | None:
+    """This experiment's chunk sizes where --chunk is left to the backend: on XLA:CPU 32 images
+    per training chunk and 250 per evaluation chunk (the fastest of the sizes timed by
+    `python -m benchmarks.chunk_sizes`, benchmarks/README.md); None (whole batches) on a GPU or
+    TPU."""
+    if (backend or jax.default_backend()) != "cpu":
+        return None
+    return 250 if evaluation else 32
 
 
 def _stateless(variant: str) -> bool:

@@ -32,8 +32,6 @@ def test_chunk_sizes_and_validation():
     assert chunks.chunk_sizes(10, 4) == (4, 3, 3)
     assert chunks.chunk_sizes(1000, 128) == (125,) * 8
     assert chunks.chunk_sizes(100, 128) == (100,)
-    assert chunks.default_chunk("cpu") == 32
-    assert chunks.default_chunk("gpu") is None and chunks.default_chunk("tpu") is None
     for bad in (0, -3, 2.5, True, "auto"):
         with pytest.raises(ValueError, match="chunk must be None or a positive int"):
             chunks.chunk_sizes(10, bad)

@@ -11,7 +11,6 @@ from experiments import train_lenet
 from experiments.common.loop import UsageError, read_metrics, write_metrics
 from experiments.train_lenet import Config, train_and_evaluate
 from jaxnn import data as jdata
-from jaxnn.train import chunks
 
 
 @pytest.fixture(autouse=True)
@@ -47,8 +46,8 @@ def test_real_mnist_smoke(tmp_path):
     assert json.loads((config.out_dir() / "summary.json").read_text())["final"] == rows[-1]
     assert summary["final"]["test_acc"] == rows[-1]["test_acc"]
     saved = json.loads((config.out_dir() / "config.json").read_text())    # resolved, recorded
-    assert saved["chunk"] == chunks.default_chunk()
-    assert saved["eval_chunk"] == chunks.default_chunk(evaluation=True)
+    assert saved["chunk"] == train_lenet.default_chunk()
+    assert saved["eval_chunk"] == train_lenet.default_chunk(evaluation=True)
     assert saved["conv"] in train_lenet.CONVS
     plots = sorted(p.name for p in (config.out_dir() / "plots").iterdir())
     assert plots == ["activations.png", "confusion.png", "curves.png", "filters_conv1.png",
@@ -96,3 +95,9 @@ def test_accuracy_table_collects_runs_and_curve_gaps(tmp_path):
     assert gap["max_rel_train_loss_gap"] == pytest.approx(1e-3)
     assert gap["max_test_acc_gap"] == pytest.approx(0.001)
     assert "| modern | manual | 1 | 99.10% | **99.10%** |" in (tmp_path / "table.md").read_text()
+
+
+def test_default_chunks_by_backend():
+    assert train_lenet.default_chunk("cpu") == 32
+    assert train_lenet.default_chunk("cpu", evaluation=True) == 250
+    assert train_lenet.default_chunk("gpu") is None and train_lenet.default_chunk("tpu") is None

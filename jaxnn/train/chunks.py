@@ -1,10 +1,9 @@
 """Chunks: a batch cut into pieces inside one compiled step, as an explicit option.
 
 A chunk size is a speed setting for one machine, never a default: `chunk=None` runs the
-batch as given. On XLA:CPU a LeNet-5 batch of 128 trains faster as a few unrolled chunks of
-32 than whole, and a batch of 1000 evaluates fastest in chunks of a few hundred
-(benchmarks/README.md); on a GPU or TPU a whole batch is the fast form. The experiments pick
-their chunk sizes per backend (`default_chunk`).
+batch as given. Whether chunks pay depends on the backend and the model; a caller that wants
+them chooses the size (the LeNet-5 experiment picks its own per backend; the measurements are
+in benchmarks/README.md).
 
     x (N, ...) -> chunks x[0:n_0], x[n_0:n_0+n_1], ...      sizes from `chunk_sizes(N, chunk)`
 
@@ -45,15 +44,6 @@ def check_chunk(chunk) -> int | None:
     if chunk is not None and (not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1):
         raise ValueError(f"chunk must be None or a positive int (examples per chunk), got {chunk!r}")
     return chunk
-
-
-def default_chunk(backend: str | None = None, *, evaluation: bool = False) -> int | None:
-    """The chunk size the experiments use unless told otherwise: on XLA:CPU 32 for a training
-    step and 250 for an evaluation call (`predict`), the fastest of the sizes measured in
-    benchmarks/README.md; None (whole batches) on a GPU or TPU."""
-    if (backend or jax.default_backend()) != "cpu":
-        return None
-    return 250 if evaluation else 32
 
 
 def chunk_sizes(batch: int, chunk: int | None) -> tuple[int, ...]:
@@ -138,4 +128,4 @@ def predict(model: Layer, chunk: int | None = None) -> Callable:
     return chunked_predict
 
 
-__all__ = ["check_chunk", "chunk_sizes", "default_chunk", "predict", "value_and_grad"]
+__all__ = ["check_chunk", "chunk_sizes", "predict", "value_and_grad"]
