@@ -6,10 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.rules.rules_common import figure, image_grid, save
+from experiments.common.plots import integer_ticks, percent_axis, run_title, weight_grid
+from experiments.rules.rules_common import figure, save
 
 
-def plot_hebb_oja(hebb_norm, oja_runs: dict, path: Path) -> Path:
+def plot_hebb_oja(hebb_norm, oja_runs: dict, path: Path, seed: int | None = None) -> Path:
     """Left: plain Hebb's weight norm against steps (log scale). Right: 1 − |cos| between
     Oja's weight and the true first component, per data set, with the SVD's as a line."""
     fig = figure(11, 3.6)
@@ -25,10 +26,13 @@ def plot_hebb_oja(hebb_norm, oja_runs: dict, path: Path) -> Path:
     ax_o.axhline(1e-3, color="k", lw=0.8, ls="--", label="goal |cos| = 0.999")
     ax_o.set(xlabel="step", ylabel="1 − |cos(w, true PC1)|", title="Oja's rule finds the first PC")
     ax_o.legend(fontsize=7)
+    for ax in (ax_h, ax_o):
+        integer_ticks(ax, "x")
+    fig.suptitle(run_title("Hebbian learning: plain Hebb and Oja", seed))
     return save(fig, path)
 
 
-def plot_sanger(max_angle, ortho, final_angles, path: Path) -> Path:
+def plot_sanger(max_angle, ortho, final_angles, path: Path, seed: int | None = None) -> Path:
     """Sanger's GHA: the largest principal angle to the true top-k subspace and ‖WᵀW − I‖_F
     against steps; the final angles in the title."""
     fig = figure(11, 3.6)
@@ -41,29 +45,41 @@ def plot_sanger(max_angle, ortho, final_angles, path: Path) -> Path:
     ax_a.legend(fontsize=8)
     ax_o.semilogy(steps, ortho)
     ax_o.set(xlabel="step", ylabel="‖WᵀW − I‖_F", title="the columns become orthonormal")
+    for ax in (ax_a, ax_o):
+        integer_ticks(ax, "x")
+    fig.suptitle(run_title(f"Sanger's rule (GHA), top {len(final_angles)} components", seed))
     return save(fig, path)
 
 
-def plot_receptive_fields(w, wins, path: Path, count: int = 100) -> Path:
-    """The `count` units that won most often, each weight vector (784,) as a 28×28 image.
-    w (784, K), wins (K,) how often each unit won."""
+def plot_receptive_fields(w, wins, path: Path, count: int = 100, rule: str | None = None,
+                          seed: int | None = None) -> Path:
+    """The `count` units that won most often, each weight vector (784,) as a 28×28 image on one
+    shared colour scale with its colour bar: diverging (RdBu_r, ±max|w|) when any weight is
+    negative, sequential from 0 when none is. w (784, K), wins (K,) how often each unit won."""
     order = np.argsort(-np.asarray(wins))[:count]
     fields = np.asarray(w)[:, order].T.reshape(-1, 28, 28)
-    fig = figure(10, 10.4)
-    image_grid(fig, fields, 10)
-    fig.suptitle(f"receptive fields of the {len(order)} most frequent winners "
-                 f"(of {np.asarray(w).shape[1]} units)")
+    fig = figure(10.6, 10.6)
+    weight_grid(fig, fields, 10)
+    study = "Competitive learning" + (f" (--rule {rule})" if rule else "")
+    fig.suptitle(run_title(study, seed, f"receptive fields of the {len(order)} most frequent "
+                                        f"winners of {np.asarray(w).shape[1]} units"))
     return save(fig, path)
 
 
-def plot_readout(rows, path: Path) -> Path:
-    """Test accuracy of the linear readout against its epochs."""
-    fig = figure(5, 3.2)
+def plot_readout(rows, path: Path, rule: str | None = None, seed: int | None = None) -> Path:
+    """Test accuracy of the linear readout against its epochs (the axis spans at least 10 points)."""
+    fig = figure(5.5, 3.4)
     ax = fig.subplots()
-    ax.plot([r["epoch"] for r in rows], [100 * r["test_acc"] for r in rows], "o-")
+    epochs = [r["epoch"] for r in rows]
+    acc = [100 * r["test_acc"] for r in rows]
+    ax.plot(epochs, acc, "o-")
     ax.set(xlabel="readout epoch", ylabel="test accuracy (%)",
-           title=f"linear readout on the units: {100 * rows[-1]['test_acc']:.2f}%")
+           title=f"linear readout on the units: {acc[-1]:.2f}%")
+    percent_axis(ax, acc)
+    integer_ticks(ax, "x", epochs)
     ax.grid(alpha=0.3)
+    fig.suptitle(run_title("Competitive learning" + (f" (--rule {rule})" if rule else ""), seed),
+                 fontsize=10)
     return save(fig, path)
 
 

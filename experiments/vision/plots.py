@@ -16,6 +16,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
+from experiments.common.plots import integer_ticks, run_title
+
 __all__ = ["plot_f1f0", "plot_orientation", "plot_receptive_fields", "plot_rf_sizes",
            "plot_stimuli", "plot_tuning_curves"]
 
@@ -36,7 +38,7 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
-def plot_stimuli(gratings, bars, protocol, path) -> Path:
+def plot_stimuli(gratings, bars, protocol, path, seed: int | None = None) -> Path:
     """Gratings (rows: spatial frequency, columns: orientations), one drift cycle, and bars."""
     n_f, n_o, t = len(gratings.frequencies), len(gratings.orientations), gratings.steps
     imgs = gratings.images[..., 0].reshape(n_f, n_o, t, *gratings.images.shape[1:3])
@@ -52,7 +54,7 @@ def plot_stimuli(gratings, bars, protocol, path) -> Path:
     frames = np.linspace(0, t - 1, len(cols)).round().astype(int)
     for j, k in enumerate(frames):
         axes[n_f, j].imshow(imgs[n_f // 2, cols[1 % len(cols)], k], cmap="gray", vmin=-lim, vmax=lim)
-        axes[n_f, j].set_title(f"drift frame {k}/{t} (φ={360 * k / t:.0f}°)", fontsize=7)
+        axes[n_f, j].set_title(f"frame {k}/{t}, φ={360 * k / t:.0f}°", fontsize=7)
     bars = bars[..., 0].reshape(n_o, -1, *bars.shape[1:3])
     for j, o in enumerate(cols):
         axes[n_f + 1, j].imshow(bars[o, bars.shape[1] // 2], cmap="gray", vmin=-lim, vmax=lim)
@@ -60,7 +62,8 @@ def plot_stimuli(gratings, bars, protocol, path) -> Path:
     for ax in axes.flat:
         ax.set_xticks([]), ax.set_yticks([])
     fig.colorbar(im, ax=axes, shrink=0.5, label="model input (L - mean)/std")
-    fig.suptitle("Stimuli: drifting gratings (contrast 1) and bars (ink on black), 28×28 px")
+    fig.suptitle(run_title("Visual hierarchy", None, "stimuli: drifting gratings (contrast 1) and bars "
+                                                    "(ink on black), 28×28 px"))
     return _save(fig, path)
 
 
@@ -73,7 +76,7 @@ def _examples(t, n=2) -> list[int]:
     return list(dict.fromkeys([int(order[0]), int(order[len(order) // 2])]))[:n]
 
 
-def plot_tuning_curves(arrays, refs, protocol, path) -> Path:
+def plot_tuning_curves(arrays, refs, protocol, path, seed: int | None = None) -> Path:
     """Orientation tuning (gratings: solid, bars: dashed, each scaled to its peak) of example
     units, one panel per layer and network, the reference cells in the last row."""
     groups = [*arrays.items(), ("reference", refs)]
@@ -99,16 +102,17 @@ def plot_tuning_curves(arrays, refs, protocol, path) -> Path:
     fig.legend([Line2D([], [], color="k"), Line2D([], [], color="k", ls="--")],
                ["drifting grating (F0 rise + F1)", "bar (max over positions)"], loc="outside lower center",
                ncol=2, fontsize=8)
-    fig.suptitle("Orientation tuning of example units (most and median selective)")
+    fig.suptitle(run_title("Visual hierarchy", seed, "orientation tuning of example units (most and "
+                                                    "median selective)"))
     return _save(fig, path)
 
 
-def plot_f1f0(arrays, refs, path) -> Path:
+def plot_f1f0(arrays, refs, path, seed: int | None = None) -> Path:
     """Histograms of F1/F0 per layer in the style of Skottun et al. (1991), the line at 1
     dividing simple (> 1) from complex (< 1) cells; the reference cells as marks."""
     groups = list(arrays.items())
     ncol = max(len(g) for _, g in groups)
-    fig = _figure(2.4 * ncol, 2.2 * len(groups) + 0.4)
+    fig = _figure(3.0 * ncol, 2.4 * len(groups) + 0.5)
     axes = fig.subplots(len(groups), ncol, squeeze=False)
     bins = np.linspace(0, RATIO_MAX, 11)
     for row, (network, layers) in zip(axes, groups):
@@ -123,12 +127,16 @@ def plot_f1f0(arrays, refs, path) -> Path:
             simple = np.mean(ratio > 1) if len(ratio) else np.nan
             ax.set(title=f"{network} {label}: {100 * simple:.0f}% simple", xlabel="F1/F0 (last bin ≥ 2)",
                    ylabel="units")
+            integer_ticks(ax, "y")
             ax.legend(fontsize=6)
-    fig.suptitle("Modulation ratio F1/F0 to the optimal drifting grating, per layer")
+        for ax in row[len(layers):]:
+            ax.set_axis_off()
+    fig.suptitle(run_title("Visual hierarchy", seed, "modulation ratio F1/F0 to the optimal drifting "
+                                                    "grating, per layer"))
     return _save(fig, path)
 
 
-def plot_orientation(arrays, path) -> Path:
+def plot_orientation(arrays, path, seed: int | None = None) -> Path:
     """Per network and layer: the preferred orientations (histogram) and the OSIs (histogram)."""
     groups = list(arrays.items())
     ncol = max(len(g) for _, g in groups)
@@ -144,23 +152,29 @@ def plot_orientation(arrays, path) -> Path:
                     edgecolor="k", label="preferred")
             ax.set(title=f"{network} {label}", xlabel="preferred orientation (deg)", ylabel="units",
                    xticks=[0, 45, 90, 135])
+            integer_ticks(ax, "y")
             ax.legend(fontsize=6)
             ax = axes[2 * g + 1, j]
             ax.hist(t.osi[ok], bins=np.linspace(0, 1, 11), color="C2", edgecolor="k",
                     label=f"median {np.nanmedian(t.osi[ok]):.2f}" if ok.any() else "none")
-            ax.set(xlabel="OSI = |Σ R e^{2iθ}| / Σ R", ylabel="units", xlim=(0, 1))
+            ax.set(xlabel="OSI = |Σ R·exp(2iθ)| / Σ R", ylabel="units", xlim=(0, 1))
+            integer_ticks(ax, "y")
             ax.legend(fontsize=6)
-    fig.suptitle("Orientation preference and selectivity per layer (responsive units)")
+        for j in range(len(layers), ncol):
+            axes[2 * g, j].set_axis_off()
+            axes[2 * g + 1, j].set_axis_off()
+    fig.suptitle(run_title("Visual hierarchy", seed, "orientation preference and selectivity per layer "
+                                                    "(responsive units)"))
     return _save(fig, path)
 
 
-def plot_receptive_fields(arrays, refs, path) -> Path:
+def plot_receptive_fields(arrays, refs, path, seed: int | None = None) -> Path:
     """Effective receptive field (mean |∂r/∂x| over digits, averaged over the layer's units,
     each scaled to sum 1) with the theoretical field's square, per layer; the reference
     cells' signed mean gradients (diverging map centred on 0)."""
     groups = list(arrays.items())
     ncol = max(max(len(g) for _, g in groups), len(refs))
-    fig = _figure(2.4 * ncol, 2.3 * (len(groups) + 1))
+    fig = _figure(3.2 * ncol, 2.9 * (len(groups) + 1))
     axes = fig.subplots(len(groups) + 1, ncol, squeeze=False)
     for row, (network, layers) in zip(axes, groups):
         for ax, (label, a) in zip(row, layers.items()):
@@ -172,6 +186,8 @@ def plot_receptive_fields(arrays, refs, path) -> Path:
             ax.set(title=f"{network} {label}", xlabel="x (px)", ylabel="y (px)")
             fig.colorbar(im, ax=ax, shrink=0.7, label="share of |∂r/∂x|")
             ax.legend(fontsize=6, loc="lower right")
+        for ax in row[len(layers):]:
+            ax.set_axis_off()
     for ax, (label, a) in zip(axes[-1], refs.items()):
         g = a["signed"][0]
         lim = float(np.abs(g).max()) or 1.0
@@ -182,7 +198,8 @@ def plot_receptive_fields(arrays, refs, path) -> Path:
         ax.legend(fontsize=6, loc="lower right")
     for ax in axes[-1][len(refs):]:
         ax.set_axis_off()
-    fig.suptitle("Receptive fields: effective map (gradient to the pixels) and theoretical square")
+    fig.suptitle(run_title("Visual hierarchy", seed, "receptive fields: effective map (gradient to the "
+                                                    "pixels) and theoretical square"))
     return _save(fig, path)
 
 
@@ -192,20 +209,21 @@ def _square(ax, box, color, label):
                            lw=1.5, label=f"{label} {r1 - r0 + 1} px"))
 
 
-def plot_rf_sizes(networks, path) -> Path:
+def plot_rf_sizes(networks, path, seed: int | None = None) -> Path:
     """Theoretical and effective (95 % of |∂r/∂x|) receptive field side per layer."""
     fig = _figure(5, 3.5)
     ax = fig.subplots()
     for k, (network, layers) in enumerate(networks.items()):
         labels = list(layers)
         x = np.arange(len(labels))
-        ax.plot(x, [layers[l]["theoretical_rf"] for l in labels], "-o", color=f"C{k}",
+        ax.plot(x, [layers[name]["theoretical_rf"] for name in labels], "-o", color=f"C{k}",
                 label=f"{network}: theoretical")
-        ax.plot(x, [layers[l]["effective_rf"] for l in labels], "--s", color=f"C{k}",
+        ax.plot(x, [layers[name]["effective_rf"] for name in labels], "--s", color=f"C{k}",
                 label=f"{network}: effective (95 %)")
         ax.set_xticks(x, labels)
     ax.set(xlabel="layer", ylabel="receptive field side (px)",
-           title="Receptive field size through the hierarchy")
+           title=run_title("Visual hierarchy", seed, "receptive field size"))
+    integer_ticks(ax, "y")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     return _save(fig, path)
