@@ -19,7 +19,8 @@ every layer's state gradient dC/dX_i and weight gradient dC/dW_i, by either meth
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -186,7 +187,8 @@ def layer_gradients(model: Layer, loss: Loss, params, x, targets, method: str = 
             residuals.append(r)
         _, res_loss = loss.forward(h, targets)
         dy = loss.backward(res_loss, jnp.ones((), h.dtype))
-        dxs, dparams = [None] * len(children), [None] * len(children)
+        dxs: list[Any] = [None] * len(children)
+        dparams: list[Any] = [None] * len(children)
         for i in reversed(range(len(children))):
             dxs[i] = dy
             dparams[i], dy = children[i][1].backward(params[i], residuals[i], dy)

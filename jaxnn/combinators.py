@@ -14,8 +14,18 @@ import jax
 import jax.numpy as jnp
 
 from jaxnn.core import (
-    OURS, Layer, LayerError, LayerTypeError, child_key, fail, located, make_layer, no_state,
-    positive_ints, shape_token, token_shape,
+    OURS,
+    Layer,
+    LayerError,
+    LayerTypeError,
+    child_key,
+    fail,
+    located,
+    make_layer,
+    no_state,
+    positive_ints,
+    shape_token,
+    token_shape,
 )
 
 

@@ -48,7 +48,8 @@ floating dtype raises `LayerTypeError` naming the layer (no silent promotion or 
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, Literal, NamedTuple, overload
 
 import jax
 import jax.numpy as jnp
@@ -240,6 +241,12 @@ def check_input(layer: str, x: Any, *, ndim: int | None = None, trailing: Shape 
             fail(layer, f"expected trailing axes {want}, got input shape {tuple(x.shape)}")
 
 
+@overload
+def positive_ints(layer: str, what: str, value: Any, n: Literal[1]) -> tuple[int]: ...
+@overload
+def positive_ints(layer: str, what: str, value: Any, n: Literal[2]) -> tuple[int, int]: ...
+@overload
+def positive_ints(layer: str, what: str, value: Any, n: int) -> tuple[int, ...]: ...
 def positive_ints(layer: str, what: str, value: Any, n: int) -> tuple[int, ...]:
     """Normalise an int or an n-sequence of ints to an n-tuple; reject non-positive values."""
     if isinstance(value, int):

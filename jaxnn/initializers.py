@@ -17,7 +17,7 @@ References: LeCun et al. 1998 (Efficient BackProp); Glorot & Bengio 2010; He et 
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp

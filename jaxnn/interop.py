@@ -21,7 +21,8 @@ layer's own chain rule for it and autodiff everywhere else. Its params live in o
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 
@@ -82,7 +83,7 @@ def from_nnx(make: Callable[[Any], Any], name: str | None = None) -> Layer:
     calls it with ``nnx.Rngs(params=key)`` and returns the module's nnx.Param values as a pure dict.
     apply(params, x) = module(x) with those params; any shapes the module accepts.
     """
-    nnx = _flax("nnx")
+    nnx: Any = _flax("nnx")  # a module imported by name: no static type
     abstract = nnx.eval_shape(lambda: make(nnx.Rngs(0)))
     graphdef, abstract_params, others = nnx.split(abstract, nnx.Param, ...)
     name = f"FlaxNNX({type(abstract).__name__}){VJP_LABEL}" if name is None else name
@@ -145,7 +146,7 @@ def to_nnx(layer: Layer, input_shape, *, rngs, manual: bool = True):
     differentiated by the layer's hand-written backward when manual=True (else by autodiff).
     module.output_shape: what `layer.init` returned.
     """
-    nnx = _flax("nnx")
+    nnx: Any = _flax("nnx")  # a module imported by name: no static type
 
     class JaxnnLayer(nnx.Module):
         def __init__(self):
@@ -163,7 +164,7 @@ def to_nnx(layer: Layer, input_shape, *, rngs, manual: bool = True):
 def to_linen(layer: Layer, *, manual: bool = True):
     """A jaxnn Layer as a linen Module instance; params["layer"] is the layer's params pytree,
     created by `layer.init` from the first input's shape (batch axis as -1)."""
-    linen = _flax("linen")
+    linen: Any = _flax("linen")  # a module imported by name: no static type
     fn = _call(layer, manual)
 
     class JaxnnLayer(linen.Module):

@@ -23,7 +23,8 @@ Check labels where they are loaded, or call the loss once eagerly on a batch.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp

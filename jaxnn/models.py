@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from jaxnn import initializers
 from jaxnn.combinators import serial
 from jaxnn.core import Layer
 from jaxnn.layers import (
-    LENET5_C3_TABLE, RBF, AvgPool, BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool, Negate,
-    PartialConv2D, Relu, ScaledTanh, Subsample, Tanh,
+    LENET5_C3_TABLE,
+    RBF,
+    AvgPool,
+    BatchNorm,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    MaxPool,
+    Negate,
+    PartialConv2D,
+    Relu,
+    ScaledTanh,
+    Subsample,
+    Tanh,
 )
 
 LENET5_VARIANTS = ("modern", "classic")  # models without state, in every comparison

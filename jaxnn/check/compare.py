@@ -30,8 +30,9 @@ two methods' tolerances (`TOLERANCES` by dtype, `FINITE_DIFF_TOLERANCE` for fini
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
-from typing import Any, Callable, Mapping, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -62,10 +63,12 @@ FINITE_DIFF_TOLERANCE = Tolerance(1e-6, 1e-8)
 
 
 # ------------------------------------------------------------------ the four methods
-def _inner(dy, y) -> jax.Array:
+def _inner(dy: Any, y: Any) -> jax.typing.ArrayLike:
     """<dy, y> = Σ over leaves and elements of dy · y (dy cast to y's dtype)."""
-    if jax.tree.structure(dy) != jax.tree.structure(y):
-        raise ValueError(f"dy has structure {jax.tree.structure(dy)}, output {jax.tree.structure(y)}")
+    # PyTreeDef comes from jaxlib without type information: Any says so
+    dy_tree: Any = jax.tree.structure(dy)
+    if dy_tree != jax.tree.structure(y):
+        raise ValueError(f"dy has structure {dy_tree}, output {jax.tree.structure(y)}")
     return sum(jnp.vdot(d.astype(v.dtype), v) for d, v in zip(jax.tree.leaves(dy), jax.tree.leaves(y)))
 
 
@@ -300,7 +303,10 @@ def time_fns(fns: Mapping[str, Callable], *args, repeats: int = 10) -> dict[str,
     temp_bytes (intermediates, e.g. saved residuals) and output_bytes; None where the
     backend does not report it.
     """
-    compiled, out = {}, {}
+    compiled: dict[str, Any] = {}
+    out: dict[str, dict] = {}
+    temp: int | None
+    output: int | None
     for name, fn in fns.items():
         start = time.perf_counter()
         compiled[name] = jax.jit(fn).lower(*args).compile()

@@ -1,14 +1,18 @@
 """jaxnn's layers; each module keeps a layer's forward and backward side by side."""
 
-from jaxnn.layers.activations import (
-    Heaviside, Identity, LogSoftmax, Relu, Sigmoid, Softmax, Tanh,
-)
+from jaxnn.layers.activations import Heaviside, Identity, LogSoftmax, Relu, Sigmoid, Softmax, Tanh
 from jaxnn.layers.conv import Conv2D, ConvParams
 from jaxnn.layers.conv_cpu import CPUConv2D
 from jaxnn.layers.dense import Dense, DenseParams
 from jaxnn.layers.dropout import Dropout
 from jaxnn.layers.lecun1998 import (
-    LENET5_C3_TABLE, RBF, Negate, PartialConv2D, ScaledTanh, Subsample, SubsampleParams,
+    LENET5_C3_TABLE,
+    RBF,
+    Negate,
+    PartialConv2D,
+    ScaledTanh,
+    Subsample,
+    SubsampleParams,
 )
 from jaxnn.layers.lstm import LSTM, LSTMParams
 from jaxnn.layers.norm import BatchNorm, BatchNormState, LayerNorm, NormParams

@@ -6,7 +6,7 @@ from typing import Any
 
 from jaxnn.core import fail
 
-Pads = tuple[tuple[int, int], tuple[int, int]]
+Pads = tuple[tuple[int, int], ...]  # one (lo, hi) pair per spatial axis
 
 
 def check_padding(layer: str, padding: Any) -> Any:
@@ -26,8 +26,8 @@ def check_padding(layer: str, padding: Any) -> Any:
     return pads
 
 
-def pad_pairs(padding: Any, spatial: tuple[int, int], window: tuple[int, int],
-              strides: tuple[int, int]) -> Pads:
+def pad_pairs(padding: Any, spatial: tuple[int, ...], window: tuple[int, ...],
+              strides: tuple[int, ...]) -> Pads:
     """Explicit (lo, hi) padding per spatial axis, as XLA computes SAME/VALID."""
     if padding == "VALID":
         return ((0, 0), (0, 0))
@@ -46,7 +46,8 @@ def out_size(n: int, k: int, s: int, pad: tuple[int, int]) -> int:
     return (n + pad[0] + pad[1] - k) // s + 1
 
 
-def output_spatial(layer: str, spatial, window, strides, pads) -> tuple[int, int]:
+def output_spatial(layer: str, spatial: tuple[int, ...], window: tuple[int, ...],
+                   strides: tuple[int, ...], pads: Pads) -> tuple[int, ...]:
     """(H_out, W_out); a window larger than the padded input is an error naming the layer."""
     out = tuple(out_size(n, k, s, p) for n, k, s, p in zip(spatial, window, strides, pads))
     if any(o <= 0 for o in out):
@@ -54,7 +55,8 @@ def output_spatial(layer: str, spatial, window, strides, pads) -> tuple[int, int
     return out
 
 
-def transpose_pads(spatial, window, strides, pads, out) -> Pads:
+def transpose_pads(spatial: tuple[int, ...], window: tuple[int, ...], strides: tuple[int, ...],
+                   pads: Pads, out: tuple[int, ...]) -> Pads:
     """Padding that turns a stride-dilated output gradient back into an input gradient.
 
     Input position h receives from outputs i with h + lo = i·s + a (0 ≤ a < k). Dilating

@@ -6,7 +6,7 @@ Each keeps in its residuals what its derivative needs: often the output, not the
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -27,6 +27,7 @@ def _pointwise(name: str, forward: Callable, backward: Callable, apply: Callable
         return (), backward(residuals, dy)
 
     def app(params, x):
+        assert apply is not None  # app is used only when apply is given
         check_input(name, x)
         return apply(x)
 

@@ -3,6 +3,7 @@ hand-written backward. A faster form for XLA:CPU with the same params is `conv_c
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -11,7 +12,7 @@ from jax import lax
 
 from jaxnn import initializers
 from jaxnn.core import Layer, check_input, check_shape, fail, make_layer, positive_ints
-from jaxnn.layers._window import check_padding, output_spatial, pad_pairs, transpose_pads
+from jaxnn.layers._window import Pads, check_padding, output_spatial, pad_pairs, transpose_pads
 
 DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
 
@@ -21,7 +22,11 @@ class ConvParams(NamedTuple):
     b: jax.Array  # (out,)
 
 
-def conv_geometry(name: str, features: Any, kernel_size: Any, strides: Any, padding: Any):
+Geometry = Callable[[tuple[int, ...]], tuple[Pads, tuple[int, ...]]]
+
+
+def conv_geometry(name: str, features: Any, kernel_size: Any, strides: Any, padding: Any
+                  ) -> tuple[int, tuple[int, int], tuple[int, int], Any, Geometry]:
     """Validated (features, window, strides, padding) and geometry(spatial) -> (pads, (H_out,
     W_out)): the arguments every 2-D convolution constructor shares."""
     (features,) = positive_ints(name, "features", features, 1)
@@ -29,7 +34,7 @@ def conv_geometry(name: str, features: Any, kernel_size: Any, strides: Any, padd
     strides = positive_ints(name, "strides", strides, 2)
     padding = check_padding(name, padding)
 
-    def geometry(spatial):
+    def geometry(spatial: tuple[int, ...]) -> tuple[Pads, tuple[int, ...]]:
         pads = pad_pairs(padding, spatial, window, strides)
         return pads, output_spatial(name, spatial, window, strides, pads)
 

@@ -34,8 +34,13 @@ from jax.custom_derivatives import SymbolicZero
 from jaxnn import initializers
 from jaxnn.core import Layer, make_layer
 from jaxnn.layers.conv import (
-    DIMENSION_NUMBERS, ConvParams, check_conv_input, conv_geometry, conv_init,
-    conv_input_gradient, conv_weight_gradient,
+    DIMENSION_NUMBERS,
+    ConvParams,
+    check_conv_input,
+    conv_geometry,
+    conv_init,
+    conv_input_gradient,
+    conv_weight_gradient,
 )
 
 COLUMNS_BYTES = 32 * 2**20  # the largest columns (N, H_out, W_out, kh, kw, C) for the manual dx
@@ -100,10 +105,11 @@ def CPUConv2D(
     def shifted(taps, x, pads, out):
         """Σ_k taps[k, o] · xpad[:, a:a+H_out, b:b+W_out]: one fused loop, no windows stored."""
         xpad = jnp.pad(x[..., 0], ((0, 0), *pads))[None]
-        y = None
+        y: jax.Array | None = None
         for k, (a, b) in enumerate(offsets):
             term = xpad[:, :, a:a + out[0], b:b + out[1]] * taps[k].reshape(-1, 1, 1, 1)
             y = term if y is None else y + term
+        assert y is not None  # offsets is never empty: the window has positive sizes
         return y.transpose(1, 2, 3, 0)
 
     def lax_conv(w, x, pads):
@@ -124,12 +130,13 @@ def CPUConv2D(
         """Σ_{a,b} part(a, b) placed at offset (a, b) of the padded input, cropped to the input:
         the transpose of reading the windows xpad[:, a:a+H_out, b:b+W_out]."""
         hp, wp = spatial[0] + sum(pads[0]), spatial[1] + sum(pads[1])
-        total = None
+        total: jax.Array | None = None
         for a, b in offsets:
             p = part(a, b)
             p = jnp.pad(p, ((0, 0), (a, hp - a - out[0]), (b, wp - b - out[1]))
                         + ((0, 0),) * (p.ndim - 3))
             total = p if total is None else total + p
+        assert total is not None  # offsets is never empty: the window has positive sizes
         return total[:, pads[0][0]:pads[0][0] + spatial[0], pads[1][0]:pads[1][0] + spatial[1]]
 
     def run(params, x, one_channel_form):

@@ -5,9 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxnn.core import (
-    Layer, check_input, check_shape, check_train, fail, make_stateful_layer,
-)
+from jaxnn.core import Layer, check_input, check_shape, check_train, fail, make_stateful_layer
 from jaxnn.layers._checks import finite_real
 
 

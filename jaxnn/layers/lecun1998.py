@@ -19,7 +19,14 @@ import numpy as np
 
 from jaxnn import initializers
 from jaxnn.core import (
-    Layer, check_input, check_shape, fail, make_layer, positive_ints, shape_token, token_shape,
+    Layer,
+    check_input,
+    check_shape,
+    fail,
+    make_layer,
+    positive_ints,
+    shape_token,
+    token_shape,
 )
 from jaxnn.layers._checks import finite_real
 from jaxnn.layers.activations import _pointwise

@@ -22,10 +22,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxnn.core import (
-    Layer, check_input, check_shape, check_train, fail, make_layer,
-    make_stateful_layer,
-)
+from jaxnn.core import Layer, check_input, check_shape, check_train, fail, make_layer, make_stateful_layer
 from jaxnn.layers._checks import finite_real
 
 

@@ -8,9 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxnn.core import (
-    Layer, check_input, check_shape, make_layer, positive_ints, shape_token, token_shape,
-)
+from jaxnn.core import Layer, check_input, check_shape, make_layer, positive_ints, shape_token, token_shape
 from jaxnn.layers._window import check_padding, output_spatial, pad_pairs, transpose_pads
 
 

@@ -39,9 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxnn.core import (
-    Layer, check_input, check_shape, fail, make_stateful_layer, positive_ints,
-)
+from jaxnn.core import Layer, check_input, check_shape, fail, make_stateful_layer, positive_ints
 from jaxnn.layers._checks import finite_real
 
 

@@ -14,7 +14,8 @@ An agent is three pure functions (`Agent`), so `run` is one `lax.scan` over tria
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp

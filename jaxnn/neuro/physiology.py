@@ -30,7 +30,8 @@ centred on the theoretical field that holds a fraction (0.95) of Σ|∂r/∂x|.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -135,7 +136,7 @@ def unit_responses(model: Layer, params, x, layers, *, state=(), channels=None, 
     """{layer: (N, U)} responses of the units (channels, default all, at `position`, default the
     map's centre) of each named layer to the images x (N, H, W, 1), in batches."""
     layers = [layers] if isinstance(layers, str) else list(layers)
-    parts = {name: [] for name in layers}
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in layers}
     for i in range(0, len(x), batch):
         outs = dict(intermediates(model, params, jnp.asarray(x[i:i + batch]), state=state))
         for name in layers:
@@ -214,23 +215,23 @@ def measure(model: Layer, params, stimuli: GratingSet, layers, *, state=(), posi
 # ----------------------------------------------------------------------- receptive fields
 class Geometry(NamedTuple):
     """A local layer's window per spatial axis: kernel k, stride s, low padding p."""
-    kernel: tuple[int, int]
-    stride: tuple[int, int]
-    pad: tuple[int, int]
+    kernel: tuple[int, ...]  # one entry per spatial axis (H, W)
+    stride: tuple[int, ...]
+    pad: tuple[int, ...]
 
 
 class ReceptiveField(NamedTuple):
     """size r, jump j and start per axis: unit i covers input pixels start + i·j .. + r - 1."""
-    size: tuple[int, int]
-    jump: tuple[int, int]
-    start: tuple[int, int]
+    size: tuple[int, ...]  # one entry per spatial axis (H, W)
+    jump: tuple[int, ...]
+    start: tuple[int, ...]
 
-    def box(self, y: int, x: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    def box(self, y: int, x: int) -> tuple[tuple[int, int], ...]:
         """((row0, row1), (col0, col1)) inclusive, in input pixels (may reach past the image)."""
         return tuple((s + i * j, s + i * j + r - 1)
                      for s, i, j, r in zip(self.start, (y, x), self.jump, self.size))
 
-    def centre(self, y: int, x: int) -> tuple[float, float]:
+    def centre(self, y: int, x: int) -> tuple[float, ...]:
         return tuple((lo + hi) / 2 for lo, hi in self.box(y, x))
 
 
@@ -262,13 +263,13 @@ def probe_geometry(fn: Callable, input_shape, *, seed: int = 0) -> Geometry:
             ref = [b, mid[0], mid[1]]
             ref[axis] = slice(None)
             support |= np.abs(y[tuple(at)] - y[tuple(ref)]).max(-1) > 0      # (n, out)
-        rows = [np.flatnonzero(support[:, i]) for i in range(support.shape[1])]
-        k = max(len(r) and r[-1] - r[0] + 1 for r in rows)
-        if k == 0 or (k == n and support.shape[1] > 1 and all(len(r) == n for r in rows)):
+        spans = [np.flatnonzero(support[:, i]) for i in range(support.shape[1])]
+        k = max(len(r) and r[-1] - r[0] + 1 for r in spans)
+        if k == 0 or (k == n and support.shape[1] > 1 and all(len(r) == n for r in spans)):
             raise LayerError(f"not a local map: an output unit depends on all {n} input rows or none")
-        whole = [i for i, r in enumerate(rows) if len(r) and r[-1] - r[0] + 1 == k]
-        s = (rows[whole[1]][0] - rows[whole[0]][0]) // (whole[1] - whole[0]) if len(whole) > 1 else 1
-        geo.append((int(k), int(s), int(whole[0] * s - rows[whole[0]][0])))
+        whole = [i for i, r in enumerate(spans) if len(r) and r[-1] - r[0] + 1 == k]
+        s = (spans[whole[1]][0] - spans[whole[0]][0]) // (whole[1] - whole[0]) if len(whole) > 1 else 1
+        geo.append((int(k), int(s), int(whole[0] * s - spans[whole[0]][0])))
     return Geometry(*(tuple(g[i] for g in geo) for i in range(3)))
 
 

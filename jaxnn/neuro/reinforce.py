@@ -27,7 +27,7 @@ Agents that learn by reward (the bandit's) are in `jaxnn.neuro.agents`.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp

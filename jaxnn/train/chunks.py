@@ -28,7 +28,7 @@ buffers, reused. Gradient accumulation across several calls (a batch larger than
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -50,9 +50,10 @@ def chunk_sizes(batch: int, chunk: int | None) -> tuple[int, ...]:
     """Sizes of the chunks a batch of `batch` examples is cut into, in order; they sum to
     batch. None: (batch,). An int m: ceil(batch / m) chunks as equal as possible (sizes differ
     by at most one, so at most two shapes compile): 1000 with m = 128 gives 8 chunks of 125."""
-    if check_chunk(chunk) is None:
+    m = check_chunk(chunk)
+    if m is None:
         return (batch,)
-    count = max(1, math.ceil(batch / chunk))
+    count = max(1, math.ceil(batch / m))
     base, extra = divmod(batch, count)
     return tuple(base + 1 if i < extra else base for i in range(count))
 

@@ -23,7 +23,8 @@ import os
 import sys
 import threading
 import time
-from typing import Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 
@@ -51,7 +52,7 @@ def settings(coordinator: str | None = None, num_processes: int | None = None,
 
     Raises DistributedError when only some are given or a value is out of range.
     """
-    given = {"coordinator": coordinator, "num_processes": num_processes, "process_id": process_id}
+    given: dict[str, Any] = {"coordinator": coordinator, "num_processes": num_processes, "process_id": process_id}
     for name, var in ENV.items():
         if given[name] is None and environ.get(var):
             given[name] = environ[var]
@@ -112,9 +113,9 @@ class Pacer:
 
     def __init__(self, depth: int = 1, timeout_s: float = STUCK_TIMEOUT_S, what: str = "step"):
         self.depth, self.timeout_s, self.what = depth, timeout_s, what
-        self._pending = collections.deque()
-        self._waiting_since = None
-        self._watchdog = None
+        self._pending: collections.deque[list[Any]] = collections.deque()
+        self._waiting_since: float | None = None
+        self._watchdog: threading.Thread | None = None
 
     def __call__(self, outputs) -> None:
         self._pending.append(jax.tree.leaves(outputs))

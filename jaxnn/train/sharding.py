@@ -32,11 +32,11 @@ end the process with a one-line message if a step never finishes (`jaxnn.train.d
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
+from typing import Any, Protocol, cast
 
 import jax
 import numpy as np
-import optax
 from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -185,8 +185,27 @@ def _pacer(mesh: Mesh, pace: bool | None) -> Pacer | None:
     return Pacer(depth=1) if (needs_pacing(mesh) if pace is None else pace) else None
 
 
+class MeshStep(Protocol):
+    """A train step compiled for a mesh: step(train_state, batch, key) -> (train_state, metrics),
+    with `step.mesh` and `step.lower(train_state, batch, key)` (the lowered computation)."""
+
+    mesh: Mesh
+    lower: Callable[[TrainState, Any, Any], Any]
+
+    def __call__(self, ts: TrainState, batch: Any, key: Any) -> tuple[TrainState, Any]: ...
+
+
+class MeshEval(Protocol):
+    """An eval step for a mesh: step(params, state, x, labels) -> {"correct", "loss"}, with
+    `step.mesh`."""
+
+    mesh: Mesh
+
+    def __call__(self, params: Any, state: Any, x: Any, labels: Any) -> dict[str, Any]: ...
+
+
 def _on_mesh(step_fn: Callable, mesh: Mesh, rule: Layout | None, *, donate: bool,
-             pace: bool | None) -> Callable:
+             pace: bool | None) -> MeshStep:
     """step_fn (train_state, batch, key) -> (train_state, metrics) compiled for the mesh: the
     batch split along axis 0 (checked first, so the error is ours, not the partitioner's), the
     train state laid out by `rule` (replicated for None) and placed so before the call (so a
@@ -221,8 +240,9 @@ def _on_mesh(step_fn: Callable, mesh: Mesh, rule: Layout | None, *, donate: bool
         jitted, args = prepare(ts, batch, key)
         return jitted.lower(*args)
 
-    step.lower, step.mesh = lower, mesh
-    return step
+    sharded = cast(MeshStep, step)  # the function, given the two attributes below
+    sharded.lower, sharded.mesh = lower, mesh
+    return sharded
 
 
 def shard_step(train: TrainStep, *, mesh: Mesh, rule: Layout | None = None,
@@ -257,7 +277,7 @@ def train_step(model: Layer, loss: Loss, optimizer, method: str = "autodiff", *,
 
 def eval_step(model: Layer, loss: Loss | None = None, *, mesh: Mesh, rule: Layout | None = None,
               compute_dtype=None, chunk: int | None = None, pace: bool | None = None
-              ) -> Callable:
+              ) -> MeshEval:
     """`jaxnn.eval_step` on the mesh: (params, state, x, labels) -> {"correct", "loss"}
     summed over the global batch; params laid out by `rule`, state replicated."""
     inner = steps.eval_step(_model(model, compute_dtype), loss, chunk=chunk)
@@ -276,8 +296,9 @@ def eval_step(model: Layer, loss: Loss | None = None, *, mesh: Mesh, rule: Layou
             pacer(out)
         return out
 
-    step.mesh = mesh
-    return step
+    sharded = cast(MeshEval, step)  # the function, given `mesh` below
+    sharded.mesh = mesh
+    return sharded
 
 
 def shard_map_train_step(model: Layer, loss: Loss, optimizer, method: str = "manual", *,
@@ -321,6 +342,6 @@ def shard_map_train_step(model: Layer, loss: Loss, optimizer, method: str = "man
                      _on_mesh(mapped, mesh, None, donate=donate, pace=pace))
 
 
-__all__ = ["DATA_AXIS", "Layout", "ShardingError", "batch_sharding", "check_batch", "eval_step",
-           "make_mesh", "put", "replicated", "shard_batch", "shard_largest_axis",
+__all__ = ["DATA_AXIS", "Layout", "MeshEval", "MeshStep", "ShardingError", "batch_sharding",
+           "check_batch", "eval_step", "make_mesh", "put", "replicated", "shard_batch", "shard_largest_axis",
            "shard_map_train_step", "shard_step", "to_host", "train_step", "tree_shardings"]

@@ -17,12 +17,12 @@ is the episode's length. Resets draw every state component from U(−0.05, 0.05)
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax import lax
-
 
 Array = jax.Array
 OBS_SIZE = 4

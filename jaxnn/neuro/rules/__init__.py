@@ -11,16 +11,39 @@
 
 from jaxnn.neuro.rules.base import check_layer_index, layer_io, local, zero_except
 from jaxnn.neuro.rules.competitive import (
-    competition, competitive, competitive_update, krotov_hopfield, responses, unit_length,
+    competition,
+    competitive,
+    competitive_update,
+    krotov_hopfield,
+    responses,
+    unit_length,
     winner_take_all,
 )
 from jaxnn.neuro.rules.hebbian import (
-    cosine_to, hebb, hebb_update, oja, oja_update, orthogonality_error, output_power,
-    principal_angles, reconstruction_error, sanger, sanger_update,
+    cosine_to,
+    hebb,
+    hebb_update,
+    oja,
+    oja_update,
+    orthogonality_error,
+    output_power,
+    principal_angles,
+    reconstruction_error,
+    sanger,
+    sanger_update,
 )
 from jaxnn.neuro.rules.perceptron import (
-    Averaged, averaged_epoch, averaged_params, averaged_start, classify, fires,
-    net_input, novikoff_bound, one_vs_rest, perceptron, perceptron_epoch,
+    Averaged,
+    averaged_epoch,
+    averaged_params,
+    averaged_start,
+    classify,
+    fires,
+    net_input,
+    novikoff_bound,
+    one_vs_rest,
+    perceptron,
+    perceptron_epoch,
 )
 from jaxnn.train.step import Rule, TrainState, TrainStep, gradient, make_rule, make_step
 

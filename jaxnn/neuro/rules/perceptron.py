@@ -36,7 +36,7 @@ class Averaged(NamedTuple):
     vectors seen after each sample is w_T − correction / T (`averaged_params`)."""
 
     correction: DenseParams
-    count: jax.Array  # float scalar
+    count: jax.Array  # type: ignore[assignment]  # float scalar; the field shadows tuple.count
 
 
 def net_input(params: DenseParams, x: jax.Array) -> jax.Array:
@@ -90,10 +90,10 @@ def _scan(params: DenseParams, avg: Averaged | None, x, d, lr, unroll):
         return ((wt + dw, b + db), avg), jnp.sum(err != 0).astype(jnp.int32)
 
     start = None if avg is None else ((avg.correction.w.T, avg.correction.b), avg.count)
-    ((wt, b), avg), mistakes = jax.lax.scan(body, ((params.w.T, params.b), start), (x, d),
-                                            unroll=unroll)
-    if avg is not None:
-        (uw, ub), c = avg
+    ((wt, b), carried), mistakes = jax.lax.scan(body, ((params.w.T, params.b), start), (x, d),
+                                                unroll=unroll)
+    if carried is not None:
+        (uw, ub), c = carried
         avg = Averaged(DenseParams(uw.T, ub), c)
     return DenseParams(wt.T, b), avg, mistakes
 

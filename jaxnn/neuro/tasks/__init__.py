@@ -7,16 +7,28 @@ generators, each with its standard performance measure and stopping criterion.
     task.reached(perf)                       # the stopping criterion
 """
 
+from collections.abc import Callable
+
 from jaxnn.neuro.tasks.base import (
-    Task, Trials, batched, choices, fraction_correct, masked_cross_entropy, masked_mse, psychometric,
+    Task,
+    Trials,
+    batched,
+    choices,
+    fraction_correct,
+    masked_cross_entropy,
+    masked_mse,
+    psychometric,
 )
 from jaxnn.neuro.tasks.cognitive import (
-    CONTEXT_COHERENCES, DECISION_COHERENCES, context_decision, delayed_match_to_sample,
+    CONTEXT_COHERENCES,
+    DECISION_COHERENCES,
+    context_decision,
+    delayed_match_to_sample,
     perceptual_decision,
 )
 from jaxnn.neuro.tasks.sine import sine_generation
 
-TASKS = {
+TASKS: dict[str, Callable[..., Task]] = {
     "perceptual_decision": perceptual_decision,
     "context_decision": context_decision,
     "delayed_match_to_sample": delayed_match_to_sample,

@@ -8,7 +8,8 @@ and a generator nests inside `jit`, `vmap` or `lax.scan`.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
