@@ -12,7 +12,7 @@ The layout: the contract, layers and combinators here (`core`, `layers`, `combin
 neuroscience in `jaxnn.neuro`; checking tools in `jaxnn.check`; dataset files in `jaxnn.data`.
 """
 
-from jaxnn import backprop, initializers, losses, models
+from jaxnn import backprop, credit, initializers, losses, models
 from jaxnn.backprop import as_custom_vjp, intermediates, layer_gradients, value_and_grad
 from jaxnn.combinators import FanInConcat, FanInSum, FanOut, parallel, serial
 from jaxnn.core import (
@@ -37,7 +37,7 @@ __all__ = [
     "LayerTypeError", "LogSoftmax", "MaxPool", "Negate", "NormParams", "PartialConv2D", "RBF",
     "RNN", "RateParams", "RateRNN", "Relu", "Reshape", "Rule", "Scan", "ScaledTanh", "Sigmoid",
     "Softmax", "Subsample", "SubsampleParams", "Tanh", "TrainState", "TrainStep",
-    "as_custom_vjp", "backprop", "eval_step", "fixed_state", "gradient", "initializers",
+    "as_custom_vjp", "backprop", "credit", "eval_step", "fixed_state", "gradient", "initializers",
     "intermediates", "layer_gradients", "losses", "make_layer", "make_rule", "make_stateful_layer",
     "make_step", "models", "parallel", "serial", "train_step", "value_and_grad",
 ]
