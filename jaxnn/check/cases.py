@@ -27,7 +27,8 @@ holding one) is checked through `fixed_state(layer, state, key=..., train=...)`:
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, NamedTuple
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -37,10 +38,34 @@ from jaxnn import initializers
 from jaxnn.combinators import FanInConcat, FanInSum, FanOut, parallel, serial
 from jaxnn.core import Layer, fixed_state
 from jaxnn.layers import (
-    LENET5_C3_TABLE, LSTM, RBF, RNN, AvgPool, BatchNorm, Conv2D, Dense, Dropout, Flatten,
-    Heaviside, Identity, LayerNorm, LogSoftmax, MaxPool, Negate, PartialConv2D, RateRNN, Relu,
-    Reshape, Scan, ScaledTanh, Sigmoid, Softmax, Subsample, Tanh,
+    LENET5_C3_TABLE,
+    LSTM,
+    RBF,
+    RNN,
+    AvgPool,
+    BatchNorm,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    Heaviside,
+    Identity,
+    LayerNorm,
+    LogSoftmax,
+    MaxPool,
+    Negate,
+    PartialConv2D,
+    RateRNN,
+    Relu,
+    Reshape,
+    ScaledTanh,
+    Scan,
+    Sigmoid,
+    Softmax,
+    Subsample,
+    Tanh,
 )
+from jaxnn.neuro.connectome import ConnectomeRNN, Wiring
 
 ROW_KEY = 3  # rows with key=True draw their random numbers from jax.random.key(ROW_KEY)
 
@@ -58,6 +83,12 @@ class Case(NamedTuple):
 
 
 _ADJACENCY = (np.arange(25).reshape(5, 5) % 3 != 0).astype(np.int32)
+# A 5-neuron wiring for ConnectomeRNN: chemical counts (pre row, post column), symmetric gap junctions.
+_WIRING = Wiring(("S1", "S2", "RIS", "I1", "M1"),
+                 np.array([[0, 2, 0, 1, 0], [0, 0, 3, 0, 1], [1, 0, 0, 2, 0], [0, 1, 0, 0, 4],
+                           [2, 0, 1, 0, 0]], np.float64),
+                 np.array([[0, 1, 0, 0, 0], [1, 0, 0, 2, 0], [0, 0, 0, 0, 1], [0, 2, 0, 0, 0],
+                           [0, 0, 1, 0, 0]], np.float64))
 
 LAYER_CASES: list[Case] = [
     Case("dense", lambda: Dense(5), (3, 4)),
@@ -125,6 +156,12 @@ LAYER_CASES: list[Case] = [
     Case("rate_adjacency_noise_train", lambda: RateRNN(5, 2, dt=10.0, noise=0.1,
                                                        connectivity=_ADJACENCY),
          (2, 6, 3), train=True, key=True),
+    Case("connectome_learned_signs_noise_train",
+         lambda: ConnectomeRNN(_WIRING, ("S1", "S2"), ("M1",), signs="neuron", noise=0.1,
+                               readout_scale=3.0), (2, 5, 2), train=True, key=True, perturb=True),
+    Case("connectome_synapse_signs", lambda: ConnectomeRNN(_WIRING, (("S1", "S2"),), ("I1", "M1"),
+                                                           signs="synapse", dt=20.0),
+         (2, 5, 1), perturb=True),
     # ---- combinators
     Case("serial_lecun1998_head", lambda: serial(Dense(6), ScaledTanh(), RBF(3), Negate()), (4, 5)),
     Case("serial_mlp", lambda: serial(Dense(6), Tanh(), Dense(3), LogSoftmax()), (4, 5)),
