@@ -39,8 +39,8 @@ import numpy as np
 import optax
 
 import jaxnn
-from experiments.common import scaling
-from experiments.common.loop import ArgumentParser, LoopConfig, UsageError, cli_main, run
+from experiments.common import cli, scaling
+from experiments.common.loop import LoopConfig, UsageError, cli_main, run
 from jaxnn import data as jdata
 from jaxnn.core import no_state
 from jaxnn.models import LENET5_ALL_VARIANTS, LENET5_INPUT_SHAPE, lenet5, lenet5_stages
@@ -368,28 +368,28 @@ def _chunk_arg(text: str):
 
 def parse_args(argv=None) -> Config:
     defaults = Config()
-    p = ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = cli.parser("python -m experiments.train_lenet", __doc__,
+                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--variant", default=defaults.variant, help=", ".join(LENET5_ALL_VARIANTS))
     p.add_argument("--grad", default=defaults.grad, help="how gradients are computed: "
                    + ", ".join(jaxnn.backprop.METHODS))
-    p.add_argument("--epochs", type=int, default=defaults.epochs)
-    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    p.add_argument("--epochs", type=cli.positive_int, default=defaults.epochs)
+    p.add_argument("--batch-size", type=cli.positive_int, default=defaults.batch_size)
     p.add_argument("--optimizer", default=defaults.optimizer, help=", ".join(OPTIMIZERS))
-    p.add_argument("--lr", dest="learning_rate", type=float, default=defaults.learning_rate)
-    p.add_argument("--weight-decay", type=float, default=defaults.weight_decay,
+    p.add_argument("--lr", dest="learning_rate", type=cli.positive_float, default=defaults.learning_rate)
+    p.add_argument("--weight-decay", type=cli.nonnegative_float, default=defaults.weight_decay,
                    help="decoupled weight decay (adamw only)")
     p.add_argument("--schedule", default=defaults.schedule, help=", ".join(SCHEDULES))
-    p.add_argument("--max-shift", type=int, default=defaults.max_shift,
+    p.add_argument("--max-shift", type=cli.nonnegative_int, default=defaults.max_shift,
                    help="augment: translate each training image by up to this many pixels (0: off)")
-    p.add_argument("--seed", type=int, default=defaults.seed)
+    p.add_argument("--seed", type=cli.seed, default=defaults.seed)
     p.add_argument("--dataset", default=defaults.dataset, help=", ".join(sorted(jdata.DATASETS)))
     p.add_argument("--data-dir", default=None, help="default: $JAXNN_DATA_DIR, then the cache")
     p.add_argument("--out", default=None, help="default: runs/lenet5-VARIANT-GRAD-seedSEED")
-    p.add_argument("--train-subset", type=int, default=None, help="use the first N training images")
-    p.add_argument("--test-subset", type=int, default=None)
+    p.add_argument("--train-subset", type=cli.positive_int, default=None, help="use the first N training images")
+    p.add_argument("--test-subset", type=cli.positive_int, default=None)
     scaling.add_arguments(p)
-    p.add_argument("--eval-batch-size", type=int, default=defaults.eval_batch_size)
+    p.add_argument("--eval-batch-size", type=cli.positive_int, default=defaults.eval_batch_size)
     speed = p.add_argument_group("speed (how a step is computed, not what)")
     speed.add_argument("--chunk", type=_chunk_arg, default=BACKEND,
                        help="examples per chunk of a training step, or none (whole batches); "
@@ -409,6 +409,13 @@ def parse_args(argv=None) -> Config:
 
 def main(argv=None) -> int:
     config = parse_args(argv).validate()
+    train_count = jdata.DATASETS[config.dataset].splits["train"].count
+    if config.batch_size > min(config.train_subset or train_count, train_count):
+        raise UsageError(f"--batch-size {config.batch_size} exceeds the "
+                         f"{min(config.train_subset or train_count, train_count)} training images")
+    settings = scaling.validate(config)
+    if settings is None or settings.process_id == 0:   # the one process that writes --out
+        cli.claim_out(config.out_dir(), resume=config.resume)
     summary = train_and_evaluate(config)
     final = summary["final"]
     print(f"final test accuracy {100 * final['test_acc']:.2f}% after {final['epoch']} epochs; "

@@ -299,10 +299,10 @@ def test_download_tries_mirrors_in_turn_and_keeps_only_verified_files(cache, ser
     dataset = tiny_dataset(contents, mirrors=(closed_port_url(), f"{server.url}/missing/", good))
     seen_at_verification = []
 
-    def verify_and_record(path, sha256):
+    def verify_and_record(path, sha256, *limit):
         seen_at_verification.append((path.parent, sorted(p.name for p in path.parent.iterdir() if p != path)))
         assert re.fullmatch(r"\.t10k-(images|labels)-idx[13]-ubyte\..+\.part", path.name)
-        verify(path, sha256)
+        verify(path, sha256, *limit)
 
     verify = fetch._verify_download
     monkeypatch.setattr(fetch, "_verify_download", verify_and_record)
@@ -335,6 +335,34 @@ def test_interrupted_download_leaves_nothing(cache, server, sent):
     with pytest.raises(data.DataError, match=rf"connection closed after {sent % len(body)} of {len(body)} bytes"):
         data.load(dataset, "test")
     assert list(cache.iterdir()) == []
+
+
+@pytest.mark.parametrize("size", ["decompressed", "compressed"])
+def test_a_download_larger_than_its_format_allows_is_refused_early(cache, server, size):
+    """A body that decompresses to 8 MB where the spec allows 3 × 4 × 4 + 16 bytes (plus a small
+    margin): decompression stops there; a body longer than any gzip of that size is cut off."""
+    contents = tiny_contents()
+    bomb = gzip.compress(contents["t10k-images-idx3-ubyte"] + bytes(8 << 20), mtime=0)
+    if size == "compressed":
+        bomb = os.urandom(1 << 16)
+    server.serve("/bomb/t10k-images-idx3-ubyte.gz", bomb)
+    dataset = tiny_dataset(contents, mirrors=(f"{server.url}/bomb/",))
+    reason = ("decompresses to more than the 4160 bytes" if size == "decompressed"
+              else "announces 65536 bytes, more than the 8260 this file can take")
+    with pytest.raises(data.DataError, match=reason):
+        data.load(dataset, "test")
+    assert list(cache.iterdir()) == []
+
+
+def test_a_local_gzip_bomb_is_refused_by_the_datasets_spec(tmp_path, cache):
+    contents = tiny_contents()
+    write_files(tmp_path, contents)
+    labels = contents["t10k-labels-idx1-ubyte"]
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(
+        gzip.compress(labels[:4] + (10 ** 9).to_bytes(4, "big") + bytes(8 << 20), mtime=0))
+    with pytest.raises(data.DataError, match=r"t10k-labels-idx1-ubyte.gz \(tiny\): holds more than "
+                                             r"4107 bytes once decompressed"):
+        data.load(tiny_dataset(contents), "test", data_dir=tmp_path)
 
 
 def test_read_only_data_dir_is_never_written(tmp_path, cache, server):

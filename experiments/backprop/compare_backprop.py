@@ -45,9 +45,10 @@ import numpy as np
 
 import jaxnn as nn
 from experiments.backprop import numpy_reference as ref
-from experiments.common.loop import ArgumentParser, UsageError, cli_main
-from jaxnn.check import compare
+from experiments.common import cli as command_line
+from experiments.common.loop import UsageError, cli_main
 from jaxnn import losses, models
+from jaxnn.check import compare
 from jaxnn.check.cases import LAYER_CASES, Case, select, setup
 
 DTYPES = ("float32", "float64")
@@ -441,11 +442,11 @@ def train_and_evaluate(config: Config) -> dict:
 
 def main(argv=None) -> dict:
     """Parse argv and run; returns the report. An unknown --cases id raises UsageError."""
-    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = command_line.parser("python -m experiments.backprop.compare_backprop", __doc__)
     parser.add_argument("--out", default=Config.out, help="output folder (default %(default)s)")
     parser.add_argument("--quick", action="store_true", help="a few cases, no LeNet-5 (for tests)")
     parser.add_argument("--cases", help="comma-separated jaxnn.check.cases ids: only these layer cases")
-    parser.add_argument("--repeats", type=int, default=Config.repeats, help="timed calls per method")
+    parser.add_argument("--repeats", type=command_line.positive_int, default=Config.repeats, help="timed calls per method")
     args = parser.parse_args(argv)
     config = Config(out=args.out, quick=args.quick, repeats=args.repeats,
                     cases=None if args.cases is None else tuple(filter(None, args.cases.split(","))))
@@ -453,6 +454,7 @@ def main(argv=None) -> dict:
         layer_cases(config)
     except ValueError as err:
         raise UsageError(f"--cases: {err}") from None
+    command_line.claim_out(config.out)
     return train_and_evaluate(config)
 
 

@@ -15,7 +15,6 @@ by rounding. Writes curves.json, curves.md and curves.png to --out.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -26,6 +25,8 @@ import numpy as np
 import optax
 
 import jaxnn
+from experiments.common import cli
+from experiments.common.cli import UsageError
 from jaxnn import data as jdata
 from jaxnn.models import LENET5_VARIANTS, lenet5
 
@@ -65,15 +66,18 @@ def gaps(a: np.ndarray, b: np.ndarray) -> list[float]:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = cli.parser("python -m experiments.backprop.curve_agreement", __doc__)
     p.add_argument("--variants", nargs="+", choices=LENET5_VARIANTS, default=list(LENET5_VARIANTS))
     p.add_argument("--dtypes", nargs="+", choices=("float32", "float64"), default=["float32"])
-    p.add_argument("--steps", type=int, default=936)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=cli.positive_int, default=936)
+    p.add_argument("--batch-size", type=cli.positive_int, default=128)
+    p.add_argument("--seed", type=cli.seed, default=0)
     p.add_argument("--data-dir", default=None)
     p.add_argument("--out", type=Path, default=Path("runs/curve_agreement"))
     args = p.parse_args(argv)
+    if args.batch_size > 60000:
+        raise UsageError(f"--batch-size {args.batch_size} exceeds the 60000 training images")
+    cli.claim_out(args.out)
     images, labels = jdata.load_mnist("train", data_dir=args.data_dir)
     x, y = jdata.add_channel_axis(jdata.normalize(images)), labels.astype(np.int32)
 
@@ -131,4 +135,4 @@ def _plot(results, path):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.cli_main(main))

@@ -21,7 +21,8 @@ import jax.numpy as jnp
 import optax
 
 import jaxnn as nn
-from experiments.common.loop import ArgumentParser, LoopConfig, UsageError, cli_main, run
+from experiments.common import cli
+from experiments.common.loop import LoopConfig, UsageError, cli_main, run
 from experiments.train_lenet import evaluate_in_batches
 from jaxnn import data as jdata
 from jaxnn.check import compare
@@ -126,17 +127,21 @@ def train_and_evaluate(config: Config, data=None) -> dict:
 
 def main(argv=None) -> int:
     d = Config()
-    p = ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = cli.parser("python -m experiments.backprop.own_layer", __doc__)
     p.add_argument("--out", default=d.out)
     p.add_argument("--grad", default=d.grad, help="manual or autodiff")
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lr", dest="learning_rate", type=float, default=d.learning_rate)
-    p.add_argument("--train-subset", type=int, default=None)
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--epochs", type=cli.positive_int, default=d.epochs)
+    p.add_argument("--batch-size", type=cli.positive_int, default=d.batch_size)
+    p.add_argument("--lr", dest="learning_rate", type=cli.positive_float, default=d.learning_rate)
+    p.add_argument("--train-subset", type=cli.positive_int, default=None)
+    p.add_argument("--seed", type=cli.seed, default=d.seed)
     p.add_argument("--resume", action="store_true")
     p.add_argument("--no-progress", dest="progress", action="store_false")
-    summary = train_and_evaluate(Config(**vars(p.parse_args(argv))))
+    config = Config(**vars(p.parse_args(argv)))
+    if config.grad not in nn.backprop.METHODS:
+        raise UsageError(f"--grad must be one of {', '.join(nn.backprop.METHODS)}; got {config.grad!r}")
+    cli.claim_out(config.out, resume=config.resume)
+    summary = train_and_evaluate(config)
     print(f"test accuracy {100 * summary['final']['test_acc']:.2f}%, mean learned slope "
           f"{summary['learned_slopes_mean']:.3f}")
     return 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -22,6 +23,7 @@ import sys
 import threading
 import time
 
+from experiments.common import cli
 from jaxnn.train.distributed import ENV, host_device_flags
 
 
@@ -60,47 +62,60 @@ def launch(command: list[str], num_processes: int, *, devices_per_process: int =
         relays.append(t)
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     status = 0
-    while any(p.poll() is None for p in procs):
-        failed = [p.returncode for p in procs if p.returncode not in (None, 0)]
-        if failed or (deadline is not None and time.monotonic() > deadline):
-            status = failed[0] if failed else 124
-            if not failed:
-                print(f"launch: stopped after {timeout_s:g} s (--timeout)", file=sys.stderr)
-            for p in procs:
-                if p.poll() is None:
-                    p.send_signal(signal.SIGTERM)
-            for p in procs:
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-            break
-        time.sleep(0.1)
+    try:
+        while any(p.poll() is None for p in procs):
+            failed = [p.returncode for p in procs if p.returncode not in (None, 0)]
+            if failed or (deadline is not None and time.monotonic() > deadline):
+                status = failed[0] if failed else 124
+                if not failed:
+                    print(f"launch: stopped after {timeout_s:g} s (--timeout)", file=sys.stderr)
+                _stop(procs)
+                break
+            time.sleep(0.1)
+    except BaseException:               # Ctrl-C or SIGTERM: no process is left behind
+        _stop(procs)
+        raise
     for t in relays:
         t.join(5)
     return status or next((p.returncode for p in procs if p.returncode), 0)
 
 
+def _stop(procs: list[subprocess.Popen]) -> None:
+    """SIGTERM each running process (each says where it stopped), SIGKILL after 10 s."""
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+MAX_PROCESSES = 256
+
+
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m experiments.common.launch",
-                                 description=__doc__.split("\n")[0])
-    ap.add_argument("-n", "--num-processes", type=int, default=2)
-    ap.add_argument("--devices-per-process", type=int, default=1,
+    ap = cli.parser("python -m experiments.common.launch", __doc__.split("\n")[0])
+    ap.add_argument("-n", "--num-processes", type=cli.positive_int, default=2)
+    ap.add_argument("--devices-per-process", type=cli.positive_int, default=1,
                     help="host devices per process on CPU (XLA_FLAGS)")
-    ap.add_argument("--port", type=int, default=None, help="coordinator port (default: a free one)")
-    ap.add_argument("--timeout", type=float, default=None, help="stop everything after this many s")
+    ap.add_argument("--port", type=cli.port_number, default=None,
+                    help="coordinator port (default: a free one)")
+    ap.add_argument("--timeout", type=cli.positive_float, default=None,
+                    help="stop everything after this many s")
     ap.add_argument("command", nargs=argparse.REMAINDER, help="-- then the command to run")
     args = ap.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         ap.error("give the command to run after --")
-    if args.num_processes < 1 or args.devices_per_process < 1:
-        ap.error("--num-processes and --devices-per-process must be >= 1")
-    if args.timeout is not None and args.timeout <= 0:
-        ap.error("--timeout must be > 0")
+    if args.num_processes > MAX_PROCESSES:
+        ap.error(f"--num-processes must be at most {MAX_PROCESSES}, got {args.num_processes}")
+    if shutil.which(command[0]) is None:
+        ap.error(f"{command[0]}: no such command (not an executable on PATH)")
     return launch(command, args.num_processes, devices_per_process=args.devices_per_process,
                   port=args.port, timeout_s=args.timeout)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.cli_main(main))

@@ -23,34 +23,39 @@ for that batch and counts it (train_skipped).
 summary.json holds the final row and where the wall time went (start-up, compile, training,
 evaluation, checkpoints, plots).
 
+One writer per folder: a run holds the exclusive lock on ``OUT/.lock`` (`cli.run_lock`) from
+before it looks at the folder to its end, and refuses a folder holding another run's files
+unless resuming. Every file it writes goes through `write_atomic` (a temporary file named with
+the writer's pid, fsync, rename; the permissions any new file gets), so a run stopped at any
+moment leaves each file whole or absent, and a writer removes only its own temporary files or
+those of processes that are gone.
+
 Everything with side effects lives here, outside the compiled step.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import json
 import os
 import platform
-import sys
+import re
 import tempfile
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments.common import cli
+from experiments.common.cli import ArgumentParser, UsageError, cli_main
+
 START = time.perf_counter()  # import time of this module: the start of the process, near enough
 _STARTUP = None  # set once the first run has booked the process's start-up
-
-
-class UsageError(Exception):
-    """A mistake the user can fix (bad argument, existing output, missing data): one line,
-    exit status 2 from `cli_main`."""
 
 
 ON_NAN = ("stop", "skip")
@@ -72,7 +77,7 @@ class LoopConfig:
     keep_checkpoints: int = 2
     on_nan: str = "stop"
 
-    def validate(self) -> "LoopConfig":
+    def validate(self) -> LoopConfig:
         """Check every field before any data is read or any directory made."""
         if not self.out:
             raise UsageError("--out must name a directory")
@@ -82,22 +87,99 @@ class LoopConfig:
                 raise UsageError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
         if self.on_nan not in ON_NAN:
             raise UsageError(f"--on-nan must be one of {', '.join(ON_NAN)}, got {self.on_nan!r}")
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise UsageError(f"--seed must be a non-negative integer, got {self.seed!r}")
+        if (not isinstance(self.seed, int) or isinstance(self.seed, bool)
+                or not 0 <= self.seed < cli.SEED_LIMIT):
+            raise UsageError(f"--seed must be ≥ 0 and < 2**32, got {self.seed!r}")
         out = Path(self.out)
-        if out.exists() and not out.is_dir():
+        if self.write and out.exists() and not out.is_dir():
             raise UsageError(f"--out {out} exists and is not a directory")
-        if not self.resume and (out / "checkpoints").exists() and any((out / "checkpoints").iterdir()):
-            raise UsageError(f"{out} already holds a run; pass --resume to continue it or choose "
-                             f"another --out")
         return self
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write text to path through a temporary file and a rename: never half a file."""
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:
-        f.write(text)
-    os.replace(f.name, path)
+_TMP = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[A-Za-z0-9_]+\.tmp$")
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where /proc tells it."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this host."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def write_atomic(path: Path, text: str | bytes) -> None:
+    """Write text to path through a temporary file ``.NAME.<pid>.<random>.tmp`` beside it,
+    fsync and a rename: never half a file, whatever stops the process. The file gets the
+    permissions any new file gets (0o666 less the umask), not mkstemp's 0o600. Temporary files
+    of `path` left by killed writers (their pid gone) are removed; other processes' never."""
+    path = Path(path)
+    data = text.encode() if isinstance(text, str) else text
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.",
+                                   suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fchmod(f.fileno(), 0o666 & ~_umask())
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as err:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        if isinstance(err, OSError):         # named by the file meant, not the temporary one
+            raise OSError(err.errno, err.strerror or str(err), os.fspath(path)) from None
+        raise
+    remove_stale_temporaries(path.parent, path.name)
+
+
+def save_figure(fig: Any, path: Path, **kwargs: Any) -> None:
+    """`fig.savefig(path, **kwargs)` through `write_atomic`: a figure is whole or absent, and
+    an OSError names `path`. The format follows the suffix (``.png``, ``.pdf``, ``.svg``)."""
+    import io
+
+    path = Path(path)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=path.suffix.lstrip(".") or "png", **kwargs)
+    write_atomic(path, buffer.getvalue())
+
+
+def remove_stale_temporaries(directory: Path, name: str | None = None) -> None:
+    """Remove `write_atomic`'s temporary files in `directory` (of `name` only, when given)
+    whose writing process is gone."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for entry in names:
+        m = _TMP.match(entry)
+        if m and (name is None or m["name"] == name) and not pid_alive(int(m["pid"])):
+            try:
+                os.unlink(os.path.join(directory, entry))
+            except OSError:
+                pass
 
 
 def write_metrics(path: Path, rows: list[dict]) -> None:
@@ -112,13 +194,17 @@ def _cell(value) -> str:
 
 
 def read_metrics(path: Path, upto_epoch: int | None = None) -> list[dict]:
-    """metrics.csv as a list of dicts (epoch an int, the rest floats), up to an epoch."""
+    """metrics.csv as a list of dicts (epoch an int, the rest floats), up to an epoch.
+    A malformed file is a UsageError naming it."""
     if not Path(path).exists():
         return []
     with open(path) as f:
-        rows = [{k: (int(v) if k == "epoch" else float(v)) for k, v in r.items() if v != ""}
-                for r in csv.DictReader(f)]
-    return [r for r in rows if upto_epoch is None or r["epoch"] <= upto_epoch]
+        try:
+            rows = [{k: (int(v) if k == "epoch" else float(v)) for k, v in r.items() if v != ""}
+                    for r in csv.DictReader(f)]
+            return [r for r in rows if upto_epoch is None or r["epoch"] <= upto_epoch]
+        except (ValueError, TypeError, KeyError, csv.Error) as err:
+            raise UsageError(f"{path}: not a metrics file written by this loop ({err})") from None
 
 
 def machine() -> dict:
@@ -252,7 +338,6 @@ def run(config: LoopConfig, *, init: Callable[[], Any],
     first batch, timed apart. Batches must keep one shape (drop a ragged last batch) so the
     step compiles once. `summarize(state)` adds entries to the summary.
     """
-    from jaxnn.train.checkpoint import Checkpoints
 
     global _STARTUP
     config.validate()
@@ -263,7 +348,34 @@ def run(config: LoopConfig, *, init: Callable[[], Any],
     out = Path(config.out)
     if config.resume:
         _check_same_config(out, config_dict or {})
-    out.mkdir(parents=True, exist_ok=True)
+    if not config.write:
+        return _run(config, out, times, t_run, startup, init=init, step=step, batches=batches,
+                    evaluate=evaluate, plots=plots, config_dict=config_dict, name=name,
+                    summarize=summarize, log_every=log_every)
+    lock = cli.run_lock(out)                 # one writer per folder, for the whole run
+    try:
+        # Checked under the lock. A run that was started and holds nothing yet resumes as a
+        # fresh one; a command's own --resume check (cli.claim_out) refuses resuming an empty
+        # --out.
+        if not config.resume and cli.holds_run(out):
+            raise UsageError(f"{out} already holds a run; pass --resume to continue it or choose "
+                             f"another --out")
+        summary = _run(config, out, times, t_run, startup, init=init, step=step, batches=batches,
+                       evaluate=evaluate, plots=plots, config_dict=config_dict, name=name,
+                       summarize=summarize, log_every=log_every)
+    except BaseException:
+        cli.release(lock, failed=True)   # a folder this run made and left empty is removed
+        raise
+    cli.release(lock)
+    return summary
+
+
+def _run(config: LoopConfig, out: Path, times: dict, t_run: float, startup: float, *, init, step,
+         batches, evaluate, plots, config_dict, name, summarize, log_every) -> dict:
+    from jaxnn.train.checkpoint import Checkpoints
+
+    progress = cli.progress()
+    progress.out = out
     state = jax.tree.map(lambda a: a.copy(), init())  # the step may donate it: keep the caller's
     ckpt = Checkpoints(out / "checkpoints", max_to_keep=config.keep_checkpoints)
     start_epoch, rows = 0, []
@@ -272,6 +384,7 @@ def run(config: LoopConfig, *, init: Callable[[], Any],
         start_epoch, state = ckpt.restore_latest(state)
         times["checkpoint"] += time.perf_counter() - t0
         rows = read_metrics(out / "metrics.csv", start_epoch)
+        progress.checkpoint = f"epoch {start_epoch} ({ckpt.path(start_epoch)})"
         print(f"resumed from {ckpt.directory} at epoch {start_epoch}", flush=True)
     if config.write:
         write_atomic(out / "config.json", json.dumps(
@@ -283,6 +396,7 @@ def run(config: LoopConfig, *, init: Callable[[], Any],
     leaf_names = [n for n, _ in _float_leaves(state)]
     compiled = None
     for epoch in range(start_epoch + 1, config.epochs + 1):
+        progress.epoch = epoch
         epoch_key = jax.random.fold_in(base_key, epoch)
         epoch_batches = batches(epoch)
         total = len(epoch_batches) if hasattr(epoch_batches, "__len__") else None
@@ -345,6 +459,8 @@ def run(config: LoopConfig, *, init: Callable[[], Any],
         t0 = time.perf_counter()
         if config.write:
             ckpt.save(epoch, state)
+            progress.checkpoint = f"epoch {epoch} ({ckpt.path(epoch)})"
+            progress.epoch = None                    # between epochs
         times["checkpoint"] += time.perf_counter() - t0
         shown = "  ".join(f"{k} {v:.4f}" for k, v in rows[-1].items()
                           if k != "epoch" and isinstance(v, float) and not k.startswith(("dx_", "dw_")))
@@ -385,7 +501,12 @@ def _check_same_config(out: Path, config_dict: dict) -> None:
     path = out / "config.json"
     if not path.exists():
         return
-    saved = json.loads(path.read_text())
+    try:
+        saved = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise UsageError(f"{path}: not a config.json written by this loop ({err})") from None
+    if not isinstance(saved, dict):
+        raise UsageError(f"{path}: not a config.json written by this loop (not an object)")
     now = json.loads(json.dumps(config_dict, default=str))
     differ = sorted(k for k in set(saved) | set(now) if k != "loop" and k not in RESUMABLE_CHANGES
                     and k in saved and k in now and saved[k] != now[k])
@@ -395,32 +516,12 @@ def _check_same_config(out: Path, config_dict: dict) -> None:
                          + "); resume with the same ones or choose another --out")
 
 
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse whose errors (unknown flag, missing or malformed value) are a UsageError, so
-    `cli_main` prints them as one line and exits with status 2, like every other mistake."""
-
-    def error(self, message: str):
-        raise UsageError(f"{self.prog}: {message}")
-
-
-def cli_main(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
-    """Run an experiment's main; a UsageError, a missing or corrupt file becomes one line on
-    stderr and exit status 2 (a traceback means a bug)."""
-    from jaxnn.train.checkpoint import CheckpointError
-    from jaxnn.data import DataError
-
-    try:
-        return main(argv)
-    except (UsageError, DataError, FileNotFoundError, NonFiniteLoss, CheckpointError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-
-
 def fold_epoch_key(seed: int, epoch: int) -> jax.Array:
     """The key of an epoch, as `run` derives it (for batches that need randomness)."""
     return jax.random.fold_in(jax.random.key(seed), epoch)
 
 
-__all__ = ["ArgumentParser", "LoopConfig", "restore", "NonFiniteLoss", "ON_NAN", "guard_step", "leaf_flags",
+__all__ = ["ArgumentParser", "LoopConfig", "restore", "pid_alive", "remove_stale_temporaries", "save_figure",
+           "NonFiniteLoss", "ON_NAN", "guard_step", "leaf_flags",
            "UsageError", "cli_main", "fold_epoch_key", "machine", "read_metrics", "run", "write_atomic",
            "write_metrics"]

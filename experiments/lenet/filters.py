@@ -28,9 +28,10 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxnn
-from experiments.lenet import filters_plots as fplots
 from experiments import train_lenet
-from experiments.common.loop import ArgumentParser, UsageError, cli_main
+from experiments.common import cli
+from experiments.common.loop import UsageError, cli_main
+from experiments.lenet import filters_plots as fplots
 from jaxnn import data as jdata
 
 __all__ = ["CURVE_FILTER", "EDGE_FILTERS", "activation_maps", "best_matches", "curve_stimulus",
@@ -192,13 +193,13 @@ def _digit(i, labels, score, peak) -> dict:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = ArgumentParser(prog="python -m experiments.lenet.filters", description=__doc__.split("\n\n")[0])
+    p = cli.parser("python -m experiments.lenet.filters", __doc__)
     p.add_argument("--out", required=True, help="output folder (created)")
     p.add_argument("--lenet", default=None,
                    help="a run folder written by experiments.train_lenet; default: train a short run "
                         "in OUT/lenet-<epochs>ep")
     p.add_argument("--lenet-epochs", type=int, default=1, help="epochs of the short run (when --lenet is not given)")
-    p.add_argument("--digit", type=int, default=0, help="index of the test digit the curve detector slides over")
+    p.add_argument("--digit", type=cli.nonnegative_int, default=0, help="index of the test digit the curve detector slides over")
     p.add_argument("--test-subset", type=int, default=None,
                    help="rank only the first N test digits (default: all 10,000)")
     p.add_argument("--data-dir", default=None, help="default: $JAXNN_DATA_DIR, then the cache")
@@ -215,6 +216,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    cli.claim_out(args.out)
     summary = run(Path(args.out), None if args.lenet is None else Path(args.lenet), args.data_dir,
                   args.digit, args.lenet_epochs, args.test_subset)
     for m in summary["conv1_best_match"]:

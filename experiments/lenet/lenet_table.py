@@ -11,12 +11,12 @@ run once more to collect. Writes table.md and table.json to --out and prints the
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
 from pathlib import Path
 
+from experiments.common import cli
 from experiments.common.loop import read_metrics
 from experiments.train_lenet import Config, train_and_evaluate
 from jaxnn.backprop import METHODS
@@ -88,18 +88,19 @@ def markdown(table: dict, seeds) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = cli.parser("python -m experiments.lenet.lenet_table", __doc__)
     p.add_argument("--variants", nargs="+", choices=LENET5_ALL_VARIANTS,
                    default=[*LENET5_VARIANTS, "bn"])
     p.add_argument("--grads", nargs="+", choices=METHODS, default=list(METHODS))
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--seeds", nargs="+", type=cli.seed, default=[0, 1, 2])
     p.add_argument("--out", type=Path, default=Path("runs/lenet_table"))
     p.add_argument("--data-dir", default=None)
-    p.add_argument("--max-shift", type=int, default=Config.max_shift,
+    p.add_argument("--max-shift", type=cli.nonnegative_int, default=Config.max_shift,
                    help="augmentation shift in pixels (0: none)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.add_argument("--collect-only", action="store_true", help="only build the table")
     args = p.parse_args(argv)
+    cli.claim_out(args.out, existing="reuse")   # collects (and resumes) the runs it holds
     if not args.collect_only:
         run_all(args)
     table = collect(args)
@@ -112,4 +113,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.cli_main(main))

@@ -22,10 +22,11 @@ import jax
 import optax
 
 import jaxnn as nn
+from experiments.common import cli
+from experiments.common.loop import LoopConfig, UsageError, cli_main, fold_epoch_key, read_metrics, run
 from experiments.rate import rate_rnn_plots
-from experiments.common.loop import ArgumentParser, LoopConfig, UsageError, cli_main, fold_epoch_key, read_metrics, run
-from jaxnn.neuro import tasks
 from jaxnn.layers.recurrent import RateRNN
+from jaxnn.neuro import tasks
 
 # Per task: units, epochs, recurrent noise, learning rate, initial spectral radius.
 DEFAULTS = {
@@ -140,13 +141,16 @@ def train_and_evaluate(cfg: Config) -> dict:
 
 
 def parse_args(argv=None) -> Config:
-    ap = ArgumentParser(prog="experiments.rate.rate_rnn", description=__doc__.split("\n\n")[0])
+    ap = cli.parser("python -m experiments.rate.rate_rnn", __doc__)
     ap.add_argument("--task", required=True, choices=list(DEFAULTS))
     ap.add_argument("--out", required=True)
     ap.add_argument("--grad", default="manual", choices=nn.backprop.METHODS)
-    for name, kind in [("seed", int), ("hidden", int), ("epochs", int), ("steps-per-epoch", int),
-                       ("batch", int), ("lr", float), ("noise", float), ("rec-gain", float),
-                       ("connectivity", float), ("tau", float), ("dt", float), ("eval-trials", int)]:
+    for name, kind in [("seed", cli.seed), ("hidden", cli.positive_int), ("epochs", cli.positive_int),
+                       ("steps-per-epoch", cli.positive_int), ("batch", cli.positive_int),
+                       ("lr", cli.positive_float), ("noise", cli.nonnegative_float),
+                       ("rec-gain", cli.positive_float), ("connectivity", cli.fraction),
+                       ("tau", cli.positive_float), ("dt", cli.positive_float),
+                       ("eval-trials", cli.positive_int)]:
         ap.add_argument(f"--{name}", type=kind)
     ap.add_argument("--no-dale", action="store_true", help="no sign constraint on the weights")
     ap.add_argument("--resume", action="store_true")
@@ -159,7 +163,11 @@ def parse_args(argv=None) -> Config:
 
 
 def main(argv=None) -> int:
-    summary = train_and_evaluate(parse_args(argv))
+    config = parse_args(argv)
+    filled = config.filled()                          # every option checked before --out
+    cli.check_memory(f"--hidden {filled.hidden}", 16 * filled.hidden ** 2)  # weights, grads, Adam
+    cli.claim_out(config.out, resume=config.resume)
+    summary = train_and_evaluate(config)
     print(f"{summary['task']}: performance {summary['final_performance']:.4f} (goal "
           f"{'≥' if summary['higher_is_better'] else '≤'} {summary['goal']}), steps to criterion "
           f"{summary['steps_to_criterion']}", flush=True)

@@ -15,8 +15,9 @@ import json
 import sys
 from pathlib import Path
 
+from experiments.common import cli
+from experiments.common.loop import UsageError, cli_main, machine, write_atomic
 from experiments.rate import rate_rnn
-from experiments.common.loop import ArgumentParser, UsageError, cli_main, machine, write_atomic
 
 
 def _cell(values, fmt):
@@ -44,14 +45,14 @@ def table(out: Path, seeds: int) -> tuple[str, list[dict]]:
 
 
 def main(argv=None) -> int:
-    ap = ArgumentParser(prog="experiments.rate.rate_rnn_table", description=__doc__.split("\n\n")[0])
+    ap = cli.parser("python -m experiments.rate.rate_rnn_table", __doc__)
     ap.add_argument("--out", required=True)
-    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--seeds", type=cli.positive_int, default=3)
     ap.add_argument("--grad", default="manual", choices=("manual", "autodiff"))
     args = ap.parse_args(argv)
     if args.seeds < 1:
         raise UsageError(f"--seeds must be a positive integer, got {args.seeds}")
-    out = Path(args.out)
+    out = cli.claim_out(args.out, existing="reuse")   # collects (and resumes) the runs it holds
     load_before = machine()["load"]
     for seed in range(args.seeds):
         for task in rate_rnn.DEFAULTS:

@@ -25,7 +25,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from experiments.common.loop import ArgumentParser, UsageError, cli_main, machine
+from experiments.common import cli
+from experiments.common.loop import UsageError, cli_main, machine
 from jaxnn.neuro import spikes
 
 __all__ = ["WINDOWS", "main", "measure_window_error", "plot_figure", "stimulus_rate"]
@@ -90,13 +91,13 @@ def plot_figure(t, rate, train, single, pooled, dt, rows, error_rate, slope, pat
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = ArgumentParser(prog="python -m experiments.rate.spikes", description=__doc__.split("\n\n")[0])
+    p = cli.parser("python -m experiments.rate.spikes", __doc__)
     p.add_argument("--out", required=True)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=cli.seed, default=0)
     p.add_argument("--trials", type=int, default=40, help="trains in the raster")
-    p.add_argument("--rate", type=float, default=40.0, help="constant rate (Hz) for the error curve")
+    p.add_argument("--rate", type=cli.finite_float, default=40.0, help="constant rate (Hz) for the error curve")
     p.add_argument("--neurons", type=int, default=100, help="trains for the error curve")
-    p.add_argument("--seconds", type=float, default=20.0, help="length of each train for the error curve")
+    p.add_argument("--seconds", type=cli.finite_float, default=20.0, help="length of each train for the error curve")
     args = p.parse_args(argv)
     for name in ("trials", "neurons"):
         if getattr(args, name) < 1:
@@ -111,7 +112,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    out, dt = Path(args.out), 1e-3
+    cli.check_memory(f"--neurons {args.neurons} × --seconds {args.seconds:g}",
+                     4 * args.neurons * args.seconds * 1000 + 4 * args.trials * 2000)  # 1 ms steps
+    out, dt = cli.claim_out(args.out), 1e-3
     out.mkdir(parents=True, exist_ok=True)
     raster_key, error_key = jax.random.split(jax.random.key(args.seed))
 

@@ -22,10 +22,16 @@ from pathlib import Path
 
 import numpy as np
 
+from experiments.common import cli
+from experiments.common.loop import LoopConfig, UsageError, cli_main, machine, run, write_atomic
 from experiments.reward import reinforce_plots
-from experiments.common.loop import ArgumentParser, LoopConfig, UsageError, cli_main, machine, run, write_atomic
 from experiments.reward.reinforce_envs import (
-    DEFAULTS, METHODS, SOLVED, bandit_setup, cartpole_setup, decision_setup,
+    DEFAULTS,
+    METHODS,
+    SOLVED,
+    bandit_setup,
+    cartpole_setup,
+    decision_setup,
 )
 
 ENVS = tuple(DEFAULTS)
@@ -151,17 +157,18 @@ def plot(cfg: Config, results: dict, path: Path) -> Path:
 
 
 def parse_args(argv: list[str] | None) -> Config:
-    parser = ArgumentParser(prog="python -m experiments.reward.reinforce", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(prog="python -m experiments.reward.reinforce", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", required=True, choices=ENVS)
     parser.add_argument("--out", required=True)
-    parser.add_argument("--seed", type=int, default=0, help="first seed")
-    parser.add_argument("--seeds", type=int, default=1, help="number of seeds")
+    parser.add_argument("--seed", type=cli.seed, default=0, help="first seed")
+    parser.add_argument("--seeds", type=cli.positive_int, default=1, help="number of seeds")
     for name in ("epochs", "steps", "batch", "hidden", "problems", "chunk", "eval_trials"):
-        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=int,
+        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=cli.positive_int,
                             help="default: reinforce_envs.DEFAULTS[env]")
-    for name in ("lr", "epsilon", "gamma", "noise"):
-        parser.add_argument(f"--{name}", type=float, help="default: reinforce_envs.DEFAULTS[env]")
+    for name, kind in (("lr", cli.positive_float), ("epsilon", cli.positive_float),
+                       ("gamma", cli.positive_float), ("noise", cli.nonnegative_float)):
+        parser.add_argument(f"--{name}", type=kind, help="default: reinforce_envs.DEFAULTS[env]")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--no-plots", action="store_true")
@@ -174,7 +181,12 @@ def parse_args(argv: list[str] | None) -> Config:
 
 
 def main(argv: list[str] | None = None) -> int:
-    summary = train_and_evaluate(parse_args(argv))
+    config = parse_args(argv).validate()
+    o = config.options()
+    cli.check_memory(f"--batch {o.get('batch', 1)} × --hidden {o.get('hidden', 1)}",
+                     4 * o.get("batch", 1) * o.get("hidden", 1) * 500)  # ≤ 500 steps an episode
+    cli.claim_out(config.out, resume=config.resume)
+    summary = train_and_evaluate(config)
     measure = {k: summary[k] for k in ("episodes_to_solve", "trials_to_criterion",
                                        "reinforce_over_supervised_median") if k in summary}
     print(json.dumps(measure or summary["runs"], indent=1, default=str))

@@ -34,15 +34,20 @@ import numpy as np
 import optax
 
 import jaxnn as nn
+from experiments.common import cli
+from experiments.common.loop import LoopConfig, UsageError, cli_main, read_metrics, run
 from experiments.rules import hebbian_plots as plots
 from experiments.rules.kmeans import cluster_labels, in_chunks
-from experiments.common.loop import ArgumentParser, LoopConfig, UsageError, cli_main, read_metrics, run
 from experiments.rules.rules_common import (
-    check_positive, epoch_batches, epoch_order, flat_mnist, prepare_out, write_summary,
+    check_positive,
+    epoch_batches,
+    epoch_order,
+    flat_mnist,
+    write_summary,
 )
 from jaxnn import losses
-from jaxnn.neuro import rules
 from jaxnn.layers.dense import DenseParams
+from jaxnn.neuro import rules
 
 FULL = {"units": 1600, "epochs": 4, "readout_epochs": 20}
 QUICK = {"units": 400, "epochs": 2, "readout_epochs": 5}
@@ -231,25 +236,25 @@ def mnist(cfg: Config, out, data) -> dict:
 
 
 def parse(argv) -> Config:
-    ap = ArgumentParser(prog="python -m experiments.rules.hebbian", description=__doc__.split("\n")[0])
+    ap = cli.parser("python -m experiments.rules.hebbian", __doc__.split("\n")[0])
     d = Config()
     ap.add_argument("--out", default=d.out)
     ap.add_argument("--quick", action="store_true",
                     help=f"{QUICK['units']} units, {QUICK['epochs']} epochs, "
                          f"{QUICK['readout_epochs']} readout epochs")
-    ap.add_argument("--units", type=int, default=None, help=f"default {FULL['units']}")
-    ap.add_argument("--epochs", type=int, default=None, help=f"default {FULL['epochs']}")
-    ap.add_argument("--readout-epochs", type=int, default=None, help=f"default {FULL['readout_epochs']}")
+    ap.add_argument("--units", type=cli.positive_int, default=None, help=f"default {FULL['units']}")
+    ap.add_argument("--epochs", type=cli.positive_int, default=None, help=f"default {FULL['epochs']}")
+    ap.add_argument("--readout-epochs", type=cli.positive_int, default=None, help=f"default {FULL['readout_epochs']}")
     ap.add_argument("--rule", default=d.rule,
                     help="kh (Krotov-Hopfield, the default) or wta (winner-take-all)")
-    ap.add_argument("--lr", type=float, default=d.lr)
-    ap.add_argument("--batch", type=int, default=d.batch)
-    ap.add_argument("--power", type=float, default=d.power, help="responses relu(h)^power")
+    ap.add_argument("--lr", type=cli.positive_float, default=d.lr)
+    ap.add_argument("--batch", type=cli.positive_int, default=d.batch)
+    ap.add_argument("--power", type=cli.positive_float, default=d.power, help="responses relu(h)^power")
     ap.add_argument("--clusters", type=int, nargs="+", default=list(d.clusters))
-    ap.add_argument("--seed", type=int, default=d.seed)
+    ap.add_argument("--seed", type=cli.seed, default=d.seed)
     ap.add_argument("--data-dir", default=None)
-    ap.add_argument("--train-subset", type=int, default=None)
-    ap.add_argument("--test-subset", type=int, default=None)
+    ap.add_argument("--train-subset", type=cli.positive_int, default=None)
+    ap.add_argument("--test-subset", type=cli.positive_int, default=None)
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--no-plots", dest="plots", action="store_false")
     ap.add_argument("--no-progress", dest="progress", action="store_false")
@@ -265,7 +270,8 @@ def parse(argv) -> Config:
 def main(argv=None) -> int:
     started = time.perf_counter()
     cfg = parse(argv)
-    out = prepare_out(cfg.out, cfg.resume)
+    cli.check_memory(f"--units {cfg.units}", 16 * 784 * cfg.units)         # weights and updates
+    out = cli.claim_out(cfg.out, resume=cfg.resume)
     summary = {"config": dataclasses.asdict(cfg), "gaussians": gaussians(cfg, out)}
     data = (flat_mnist("train", cfg.data_dir, cfg.train_subset),
             flat_mnist("test", cfg.data_dir, cfg.test_subset))

@@ -28,14 +28,19 @@ import numpy as np
 import optax
 
 import jaxnn as nn
+from experiments.common import cli
+from experiments.common.loop import LoopConfig, UsageError, cli_main, read_metrics, run
 from experiments.rules import perceptron_plots as plots
-from experiments.common.loop import ArgumentParser, LoopConfig, UsageError, cli_main, read_metrics, run
 from experiments.rules.rules_common import (
-    check_positive, epoch_batches, epoch_order, flat_mnist, prepare_out, write_summary,
+    check_positive,
+    epoch_batches,
+    epoch_order,
+    flat_mnist,
+    write_summary,
 )
 from jaxnn import losses
-from jaxnn.neuro import rules
 from jaxnn.layers.dense import DenseParams
+from jaxnn.neuro import rules
 
 
 @dataclasses.dataclass(frozen=True)
@@ -232,17 +237,17 @@ def versus_sklearn(cfg: Config, data, epochs: int) -> dict:
 
 
 def parse(argv) -> Config:
-    ap = ArgumentParser(prog="python -m experiments.rules.perceptron", description=__doc__.split("\n")[0])
+    ap = cli.parser("python -m experiments.rules.perceptron", __doc__.split("\n")[0])
     d = Config()
     ap.add_argument("--out", default=d.out)
-    ap.add_argument("--epochs", type=int, default=d.epochs, help="MNIST epochs (default %(default)s)")
-    ap.add_argument("--chunk", type=int, default=d.chunk, help="samples per step of the online rule")
-    ap.add_argument("--gd-batch", type=int, default=d.gd_batch)
-    ap.add_argument("--gd-lr", type=float, default=d.gd_lr)
-    ap.add_argument("--seed", type=int, default=d.seed)
+    ap.add_argument("--epochs", type=cli.positive_int, default=d.epochs, help="MNIST epochs (default %(default)s)")
+    ap.add_argument("--chunk", type=cli.positive_int, default=d.chunk, help="samples per step of the online rule")
+    ap.add_argument("--gd-batch", type=cli.positive_int, default=d.gd_batch)
+    ap.add_argument("--gd-lr", type=cli.positive_float, default=d.gd_lr)
+    ap.add_argument("--seed", type=cli.seed, default=d.seed)
     ap.add_argument("--data-dir", default=None)
-    ap.add_argument("--train-subset", type=int, default=None)
-    ap.add_argument("--test-subset", type=int, default=None)
+    ap.add_argument("--train-subset", type=cli.positive_int, default=None)
+    ap.add_argument("--test-subset", type=cli.positive_int, default=None)
     ap.add_argument("--no-sklearn", dest="sklearn", action="store_false")
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--no-plots", dest="plots", action="store_false")
@@ -253,7 +258,7 @@ def parse(argv) -> Config:
 def main(argv=None) -> int:
     started = time.perf_counter()
     cfg = parse(argv)
-    out = prepare_out(cfg.out, cfg.resume)
+    out = cli.claim_out(cfg.out, resume=cfg.resume)
     summary = {"config": dataclasses.asdict(cfg), "separable": separable(cfg, out), "xor": xor(cfg, out)}
     data = (flat_mnist("train", cfg.data_dir, cfg.train_subset),
             flat_mnist("test", cfg.data_dir, cfg.test_subset))

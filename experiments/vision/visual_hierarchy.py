@@ -31,7 +31,8 @@ import jax
 import numpy as np
 
 from experiments import train_lenet
-from experiments.common.loop import ArgumentParser, UsageError, cli_main
+from experiments.common import cli
+from experiments.common.loop import UsageError, cli_main
 from experiments.vision import plots as vplots
 from jaxnn import data as jdata
 from jaxnn.data.batching import MNIST_MEAN, MNIST_STD
@@ -213,8 +214,7 @@ def _fmt(v) -> str:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = ArgumentParser(prog="python -m experiments.vision.visual_hierarchy",
-                       description=__doc__.split("\n\n")[0])
+    p = cli.parser("python -m experiments.vision.visual_hierarchy", __doc__)
     p.add_argument("--out", required=True, help="output folder (created)")
     p.add_argument("--lenet", action="append", default=None, metavar="RUN_DIR",
                    help="a run folder of experiments.train_lenet (repeatable); default: train "
@@ -222,7 +222,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true",
                    help="1 epoch on 5,000 training images, 3 spatial frequencies, 64 digits for "
                         "the effective receptive fields")
-    p.add_argument("--seed", type=int, default=0, help="seed of the short training runs")
+    p.add_argument("--seed", type=cli.seed, default=0, help="seed of the short training runs")
     args = p.parse_args(argv)
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise UsageError(f"--out {args.out} exists and is not a directory")
@@ -237,6 +237,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    cli.claim_out(args.out)
     summary = run(args)
     print(table(summary))
     print(f"{summary['seconds']:.0f} s; results in {args.out}")

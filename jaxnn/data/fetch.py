@@ -24,7 +24,7 @@ import urllib.request
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from jaxnn.data.idx import DataError, read_bytes
+from jaxnn.data.idx import DataError
 
 __all__ = ["ENV_VAR", "cache_dir", "download", "find_file", "search_dirs", "sha256_hex"]
 
@@ -98,17 +98,28 @@ class _NoBar:
         pass
 
 
-def _fetch_to(url: str, out) -> int:
-    """Stream `url` into the open binary file `out`; return the bytes written.
+def compressed_limit(max_bytes: int) -> int:
+    """The most bytes a gzip file of at most `max_bytes` decompressed bytes can take (stored
+    blocks: 5 bytes per 64 KiB, plus header and trailer), with room to spare."""
+    return max_bytes + max_bytes // 1024 + 4096
+
+
+def _fetch_to(url: str, out, max_bytes: int | None = None) -> int:
+    """Stream `url` into the open binary file `out`; return the bytes written. `max_bytes`: the
+    most bytes the body may have; a longer one (announced or sent) is refused.
 
     Raises:
       OSError: network failures (``urllib.error.URLError`` is one), and a body shorter than the
         server's Content-Length, which urllib does not report by itself.
       http.client.HTTPException: a malformed response, e.g. a chunked body cut short.
+      DataError: a body longer than `max_bytes`.
     """
     with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response:
         length = response.headers.get("Content-Length")
-        total = int(length) if length is not None else None
+        total = int(length) if length is not None and length.isdigit() else None
+        if max_bytes is not None and total is not None and total > max_bytes:
+            raise DataError(f"the server announces {total} bytes, more than the {max_bytes} this "
+                            "file can take")
         bar = _progress_bar(total, url.rsplit("/", 1)[-1])
         written = 0
         try:
@@ -116,6 +127,9 @@ def _fetch_to(url: str, out) -> int:
                 out.write(chunk)
                 written += len(chunk)
                 bar.update(len(chunk))
+                if max_bytes is not None and written > max_bytes:
+                    raise DataError(f"the server sent more than the {max_bytes} bytes this file "
+                                    "can take")
         finally:
             bar.close()
     if total is not None and written != total:
@@ -123,14 +137,30 @@ def _fetch_to(url: str, out) -> int:
     return written
 
 
-def _verify_download(path: Path, sha256: str) -> None:
-    """Raise DataError unless the gunzipped contents of `path` have SHA-256 `sha256`."""
-    digest = sha256_hex(read_bytes(path, gz=True))
-    if digest != sha256:
-        raise DataError(f"checksum of the decompressed contents is {digest}, expected {sha256}")
+def _verify_download(path: Path, sha256: str, max_bytes: int | None = None) -> None:
+    """Raise DataError unless the gunzipped contents of `path` have SHA-256 `sha256`; the
+    contents are streamed through the hash in chunks, and more than `max_bytes` of them is a
+    DataError (decompression stops there)."""
+    import gzip
+    import zlib
+
+    digest, total = hashlib.sha256(), 0
+    try:
+        with gzip.open(path, "rb") as f:
+            while chunk := f.read(_CHUNK):
+                total += len(chunk)
+                if max_bytes is not None and total > max_bytes:
+                    raise DataError(f"decompresses to more than the {max_bytes} bytes this file can "
+                                    "hold (decompression stopped there)")
+                digest.update(chunk)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as e:
+        raise DataError(f"not a readable gzip file ({type(e).__name__}: {e})") from e
+    if digest.hexdigest() != sha256:
+        raise DataError(f"checksum of the decompressed contents is {digest.hexdigest()}, expected {sha256}")
 
 
-def download(name: str, mirrors: Sequence[str], dest_dir: Path, sha256: str) -> Path:
+def download(name: str, mirrors: Sequence[str], dest_dir: Path, sha256: str,
+             max_bytes: int | None = None) -> Path:
     """Download ``NAME.gz`` into `dest_dir`, trying each mirror in turn until one gives a verified copy.
 
     Args:
@@ -138,6 +168,8 @@ def download(name: str, mirrors: Sequence[str], dest_dir: Path, sha256: str) -> 
       mirrors: base URLs; ``<mirror>/<name>.gz`` is fetched.
       dest_dir: where the file is kept (created if missing).
       sha256: SHA-256 of the decompressed contents, checked before the file is renamed into place.
+      max_bytes: the most bytes the decompressed file may have (its format's size); a longer body
+        or one that decompresses to more is refused as soon as it is seen.
 
     Returns:
       ``dest_dir / (name + ".gz")``.
@@ -156,8 +188,11 @@ def download(name: str, mirrors: Sequence[str], dest_dir: Path, sha256: str) -> 
         tmp = Path(tmp_name)
         try:
             with os.fdopen(fd, "wb") as out:
-                _fetch_to(url, out)
-            _verify_download(tmp, sha256)
+                _fetch_to(url, out, None if max_bytes is None else compressed_limit(max_bytes))
+            if max_bytes is None:
+                _verify_download(tmp, sha256)
+            else:
+                _verify_download(tmp, sha256, max_bytes)
             os.replace(tmp, dest)
             return dest
         except (OSError, http.client.HTTPException, DataError) as e:

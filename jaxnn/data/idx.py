@@ -20,7 +20,7 @@ import zlib
 
 import numpy as np
 
-__all__ = ["DataError", "decode_idx", "read_bytes", "read_idx"]
+__all__ = ["DataError", "decode_idx", "idx_size", "read_bytes", "read_idx", "read_idx_bytes"]
 
 _DTYPES = {
     0x08: np.dtype(np.uint8),
@@ -39,30 +39,92 @@ class DataError(ValueError):
     """
 
 
-def read_bytes(path: str | os.PathLike, *, gz: bool | None = None) -> bytes:
-    """The contents of `path`, decompressed when it is gzip.
+_CHUNK = 1 << 20
+MARGIN = 4096  # bytes past a size a format allows that are still read, to name trailing bytes
+
+
+def _gzip_error(path: str | os.PathLike, e: BaseException) -> DataError:
+    # BadGzipFile is an OSError; a truncated stream is an EOFError; flipped bits are a zlib.error.
+    return DataError(
+        f"{os.fspath(path)}: not a readable gzip file ({type(e).__name__}: {e}); it is corrupt or "
+        "was cut short."
+    )
+
+
+def _is_gz(path: str | os.PathLike, gz: bool | None) -> bool:
+    return os.fspath(path).endswith(".gz") if gz is None else gz
+
+
+def read_bytes(path: str | os.PathLike, *, gz: bool | None = None, limit: int | None = None) -> bytes:
+    """The contents of `path`, decompressed when it is gzip, read in chunks of at most 1 MiB.
 
     Args:
       path: the file.
       gz: whether the file is gzip; by default, whether its name ends in ``.gz``.
+      limit: the most bytes (decompressed) the file may hold; reading stops as soon as it holds
+        more, so a small gzip file that decompresses to gigabytes costs at most `limit` + 1 MiB.
 
     Raises:
-      DataError: the file claims to be gzip but is not, or its gzip stream is corrupt or cut short.
+      DataError: the file claims to be gzip but is not, its gzip stream is corrupt or cut short,
+        or it holds more than `limit` bytes.
+      OSError: the file cannot be opened or read.
     """
-    if gz is None:
-        gz = os.fspath(path).endswith(".gz")
-    if not gz:
-        with open(path, "rb") as f:
-            return f.read()
+    gz = _is_gz(path, gz)
+    chunks, total = [], 0
     try:
-        with gzip.open(path, "rb") as f:
-            return f.read()
-    except (OSError, EOFError, zlib.error) as e:
-        # BadGzipFile is an OSError; a truncated stream is an EOFError; flipped bits are a zlib.error.
-        raise DataError(
-            f"{os.fspath(path)}: not a readable gzip file ({type(e).__name__}: {e}); it is corrupt or "
-            "was cut short."
-        ) from e
+        with (gzip.open(path, "rb") if gz else open(path, "rb")) as f:
+            while True:
+                want = _CHUNK if limit is None else min(_CHUNK, limit + 1 - total)
+                chunk = f.read(want)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                total += len(chunk)
+                if limit is not None and total > limit:
+                    raise DataError(
+                        f"{os.fspath(path)}: holds more than {limit} bytes"
+                        f"{' once decompressed' if gz else ''}, more than its format allows; "
+                        "reading stopped there (not the expected file, or a decompression bomb)."
+                    )
+    except DataError:
+        raise
+    except (EOFError, zlib.error) as e:
+        raise _gzip_error(path, e) from e
+    except OSError as e:
+        if gz and isinstance(e, gzip.BadGzipFile) or (gz and e.errno is None):
+            raise _gzip_error(path, e) from e
+        raise
+    return b"".join(chunks)
+
+
+def idx_size(path: str | os.PathLike, *, gz: bool | None = None) -> int | None:
+    """The length in bytes the IDX header of `path` says the whole (decompressed) file has, read
+    from the first bytes only; None when there is no valid header (`decode_idx` names why)."""
+    gz = _is_gz(path, gz)
+    try:
+        with (gzip.open(path, "rb") if gz else open(path, "rb")) as f:
+            head = f.read(4)
+            if len(head) < 4 or head[0] or head[1] or head[2] not in _DTYPES:
+                return None
+            dims = f.read(4 * head[3])
+    except (EOFError, zlib.error) as e:
+        raise _gzip_error(path, e) from e
+    except OSError as e:
+        if gz and (isinstance(e, gzip.BadGzipFile) or e.errno is None):
+            raise _gzip_error(path, e) from e
+        raise
+    if len(dims) < 4 * head[3]:
+        return None
+    shape = [int(d) for d in np.frombuffer(dims, ">u4")]
+    return 4 + len(dims) + math.prod(shape) * _DTYPES[head[2]].itemsize
+
+
+def read_idx_bytes(path: str | os.PathLike, *, limit: int | None = None) -> bytes:
+    """The (decompressed) bytes of an IDX file, read no further than its header's size (and
+    `limit`, the size a dataset's spec allows) plus `MARGIN`."""
+    expected = idx_size(path)
+    caps = [c for c in (expected, limit) if c is not None]
+    return read_bytes(path, limit=min(caps) + MARGIN if caps else limit)
 
 
 def decode_idx(raw: bytes, path: str | os.PathLike = "<bytes>", *, magic: int | None = None) -> np.ndarray:
@@ -109,6 +171,8 @@ def decode_idx(raw: bytes, path: str | os.PathLike = "<bytes>", *, magic: int | 
     return payload.astype(dtype.newbyteorder("=")).reshape(shape)
 
 
-def read_idx(path: str | os.PathLike, *, magic: int | None = None) -> np.ndarray:
-    """Read an IDX file, gzip (name ends in ``.gz``) or raw. See `decode_idx` for the result and errors."""
-    return decode_idx(read_bytes(path), path, magic=magic)
+def read_idx(path: str | os.PathLike, *, magic: int | None = None, limit: int | None = None
+             ) -> np.ndarray:
+    """Read an IDX file, gzip (name ends in ``.gz``) or raw, decompressing no more than its
+    header (and `limit`, when given) allows. See `decode_idx` for the result and errors."""
+    return decode_idx(read_idx_bytes(path, limit=limit), path, magic=magic)

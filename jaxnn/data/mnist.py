@@ -18,7 +18,7 @@ from typing import NamedTuple
 import numpy as np
 
 from jaxnn.data import fetch
-from jaxnn.data.idx import DataError, decode_idx, read_bytes
+from jaxnn.data.idx import MARGIN, DataError, decode_idx, read_idx_bytes
 
 __all__ = [
     "DATASETS", "FASHION_MNIST", "MNIST", "Dataset", "Split", "load", "load_fashion_mnist", "load_mnist",
@@ -86,9 +86,8 @@ FASHION_MNIST = Dataset(
         "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
         "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
     },
-    # The upstream bucket serves plain HTTP only; the SHA-256 check is what makes that safe.
+    # HTTPS only: the upstream bucket's website endpoint serves plain HTTP, so it is not used.
     mirrors=(
-        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
         "https://github.com/zalandoresearch/fashion-mnist/raw/master/data/fashion/",
     ),
     system_dirs=("/usr/share/datasets/fashion-mnist",),  # Debian's dataset-fashion-mnist
@@ -111,6 +110,17 @@ def _file_error(path: Path, dataset: Dataset, problem: str) -> DataError:
     return DataError(f"{path} ({dataset.name}): {problem} {_advice(path, dataset)}")
 
 
+def file_size(dataset: Dataset, name: str) -> int:
+    """The bytes the decompressed file `name` has by the dataset's spec: a 16-byte header and
+    count × height × width pixels for images, an 8-byte header and count labels."""
+    for split in dataset.splits.values():
+        if name == split.images:
+            return 16 + split.count * dataset.image_shape[0] * dataset.image_shape[1]
+        if name == split.labels:
+            return 8 + split.count
+    raise ValueError(f"{name} is not a file of {dataset.name}")
+
+
 def _locate(dataset: Dataset, name: str, data_dir, download: bool) -> Path:
     dirs = fetch.search_dirs(dataset.name, data_dir, dataset.system_dirs)
     path = fetch.find_file(name, dirs)
@@ -122,14 +132,15 @@ def _locate(dataset: Dataset, name: str, data_dir, download: bool) -> Path:
             f"{dataset.name}: {name}[.gz] is in none of:\n{searched}\n"
             f"Pass download=True, or put the file into data_dir= or ${fetch.ENV_VAR}."
         )
-    return fetch.download(name, dataset.mirrors, fetch.cache_dir(dataset.name), dataset.sha256[name])
+    return fetch.download(name, dataset.mirrors, fetch.cache_dir(dataset.name), dataset.sha256[name],
+                          file_size(dataset, name) + MARGIN)
 
 
 def _read_verified(dataset: Dataset, name: str, path: Path, magic: int) -> np.ndarray:
     """Decode `path` (header and length checked first: their errors say more than a checksum's), then
-    check its checksum."""
+    check its checksum. No more than the spec's size (plus a margin) is ever decompressed."""
     try:
-        raw = read_bytes(path)
+        raw = read_idx_bytes(path, limit=file_size(dataset, name))
         array = decode_idx(raw, path, magic=magic)
     except DataError as e:
         raise _file_error(path, dataset, str(e).removeprefix(f"{path}: ")) from e
