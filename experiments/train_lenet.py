@@ -91,7 +91,7 @@ class Config:
                           resume=self.resume, progress=self.progress, plots=self.plots,
                           on_nan=self.on_nan)
 
-    def resolved(self, backend: str | None = None) -> "Config":
+    def resolved(self, backend: str | None = None) -> Config:
         """The config with --chunk and --conv chosen for the backend where left to it: chunks of
         `default_chunk(backend)` (none for a model with state, whose batch
         statistics chunks would change) and conv "cpu" on XLA:CPU, "plain" elsewhere. Touches
@@ -113,7 +113,7 @@ class Config:
             return default_chunk(backend or jax.default_backend(), evaluation=True)
         return self.chunk
 
-    def validate(self) -> "Config":
+    def validate(self) -> Config:
         """Every argument checked before any data is read or directory made (UsageError)."""
         choices = {"variant": LENET5_ALL_VARIANTS, "grad": jaxnn.backprop.METHODS,
                    "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "dataset": tuple(jdata.DATASETS),
@@ -339,20 +339,21 @@ def _plot(config, model, stages, state, rows, x_test, y_test, out: Path) -> None
     preds = logits.argmax(-1)
     probs = 1.0 / np.exp(logits - logits.max(-1, keepdims=True)).sum(-1)  # the largest softmax entry
     wrong = np.flatnonzero(preds != y_test)
-    plots.plot_curves(rows, out / "curves.png")
+    title = plots.run_title(f"LeNet-5 {config.variant}, {config.grad} gradients", config.seed)
+    plots.plot_curves(rows, out / "curves.png", title=title)
     plots.plot_filters(np.asarray(params[0].w), out / "filters_conv1.png",
-                       title="Learned conv1 5×5 filters (receptive fields)")
+                       title=f"{title}: learned conv1 5×5 filters")
     # Jitted: one compile instead of an eager compile per layer.
     outputs = jax.jit(lambda p, s, x: [y for _, y in jaxnn.intermediates(model, p, x, state=s)])(
         params, model_state, x_test[:1])
     shown = [(name, np.asarray(y[0])) for (name, _), y in zip(stages, outputs)
              if name.endswith("act") or name in ("S2", "S4", "output")]
-    plots.plot_activations(x_test[0, ..., 0], shown, out / "activations.png")
-    plots.plot_confusion(plots.confusion_matrix(y_test, preds), out / "confusion.png")
+    plots.plot_activations(x_test[0, ..., 0], shown, out / "activations.png", title=f"{title}: test digit 0")
+    plots.plot_confusion(plots.confusion_matrix(y_test, preds), out / "confusion.png", title=title)
     plots.plot_misclassified(x_test[wrong, ..., 0], y_test[wrong], preds[wrong],
-                             out / "misclassified.png", probs=probs[wrong])
+                             out / "misclassified.png", probs=probs[wrong], title=title)
     plots.plot_layer_gradients(rows, out / "layer_gradients.png",
-                               title=f"LeNet-5 {config.variant}, {config.grad} gradients")
+                               title=title)
 
 
 def _chunk_arg(text: str):

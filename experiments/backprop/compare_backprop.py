@@ -46,6 +46,7 @@ import numpy as np
 import jaxnn as nn
 from experiments.backprop import numpy_reference as ref
 from experiments.common import cli as command_line
+from experiments.common import plots
 from experiments.common.loop import UsageError, cli_main
 from jaxnn import losses, models
 from jaxnn.check import compare
@@ -434,7 +435,7 @@ def train_and_evaluate(config: Config) -> dict:
               "results": results, "timings": timings, "failed": failed, "expected": expected,
               "all_agree": not failed, "verdict": verdict}
     (out / "compare.json").write_text(json.dumps(report, indent=1))
-    plot(results, out / "compare.png")
+    plots.plot_gradient_agreement(results, out / "compare.png", pairs=PAIRS, dtypes=DTYPES, verdict=_verdict, seed=config.seed, tolerance=lambda d, m: (compare.FINITE_DIFF_TOLERANCE if m == "finite_diff" and d == "float64" else compare.TOLERANCES[d]).rel)
     print(summary + notes + f"\nwrote {out}/compare.md, compare.json, compare.png in {elapsed:.0f} s")
     print(verdict)
     return report

@@ -25,7 +25,7 @@ import numpy as np
 import optax
 
 import jaxnn
-from experiments.common import cli
+from experiments.common import cli, plots
 from experiments.common.cli import UsageError
 from jaxnn import data as jdata
 from jaxnn.models import LENET5_VARIANTS, lenet5
@@ -110,7 +110,7 @@ def main(argv=None) -> int:
     text = "Max relative gap in the per-step training loss.\n\n" + "\n".join(lines) + "\n"
     (args.out / "curves.md").write_text(text)
     print(text)
-    _plot(results, args.out / "curves.png")
+    plots.plot_curve_agreement(results, args.out / "curves.png", seed=args.seed)
     return 0
 
 

@@ -142,7 +142,7 @@ def run(out: Path, lenet_dir: Path | None, data_dir: str | None, digit_index: in
     score = cosine.reshape(len(cosine), -1).max(axis=1)
     order = np.argsort(-score, kind="stable")
     most, least = order[:10], order[::-1][:10]
-    fplots.plot_extremes(pixels, cosine, labels, most, least, score, peak, out / "curve_extremes.png")
+    fplots.plot_extremes(pixels, cosine, labels, most, least, score, peak, out / "curve_extremes.png", raw_max=float(CURVE_FILTER.sum()), window=CURVE_FILTER.shape[0])
 
     if lenet_dir is None:
         lenet_dir = out / f"lenet-{lenet_epochs}ep"  # its own folder: the schedule spans the epochs

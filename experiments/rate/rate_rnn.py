@@ -59,7 +59,7 @@ class Config:
     progress: bool = True
     plots: bool = True
 
-    def filled(self) -> "Config":
+    def filled(self) -> Config:
         """The task's defaults in place of every option left unset; checked before any I/O."""
         if self.task not in DEFAULTS:
             raise UsageError(f"--task must be one of {', '.join(DEFAULTS)}, got {self.task!r}")

@@ -27,6 +27,7 @@ from matplotlib.figure import Figure
 
 from experiments.common import cli
 from experiments.common.loop import UsageError, cli_main, machine
+from experiments.common.plots import plot_spikes
 from jaxnn.neuro import spikes
 
 __all__ = ["WINDOWS", "main", "measure_window_error", "plot_figure", "stimulus_rate"]
@@ -127,7 +128,7 @@ def main(argv=None) -> int:
     rows = measure_window_error(args.rate, dt, args.seconds, args.neurons, error_key)
     slope = float(np.polyfit(np.log([r["window_s"] for r in rows]),
                              np.log([r["rms_error_hz"] for r in rows]), 1)[0])
-    plot_figure(t, rate, train, single, pooled, dt, rows, args.rate, slope, out / "spikes.png")
+    plot_spikes(t, rate, train, single, pooled, dt, rows, args.rate, slope, out / "spikes.png", seed=args.seed)
 
     summary = {
         "config": vars(args) | {"dt": dt},

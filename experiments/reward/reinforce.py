@@ -51,7 +51,7 @@ class Config:
     def options(self) -> dict:
         return {**DEFAULTS[self.env], **dict(self.overrides)}
 
-    def validate(self) -> "Config":
+    def validate(self) -> Config:
         """Every argument checked before any file is touched."""
         if self.env not in ENVS:
             raise UsageError(f"--env must be one of {', '.join(ENVS)}, got {self.env!r}")
@@ -146,14 +146,14 @@ def gather(cfg: Config, results: dict) -> dict:
 def plot(cfg: Config, results: dict, path: Path) -> Path:
     if cfg.env == "bandit":
         first = next(iter(results.values()))
-        return reinforce_plots.bandit_curves(first["curves"]["regret_per_trial"], path)
+        return reinforce_plots.bandit_curves(first["curves"]["regret_per_trial"], path, seed=cfg.seed)
     if cfg.env == "cartpole":
         runs = {label.rsplit("seed", 1)[1]: r["curves"]["train_return"] for label, r in results.items()}
         return reinforce_plots.cartpole_curves(runs, SOLVED, path)
     runs = {m: [{**r["curves"], "trials_to_criterion": r["trials_to_criterion"]}
                 for r in results.values() if r["method"] == m] for m in METHODS}
     return reinforce_plots.decision_curves(runs, next(iter(results.values()))["goal"],
-                                           cfg.options()["criterion_window"], path)
+                                           cfg.options()["criterion_window"], path, seeds_of=range(cfg.seed, cfg.seed + cfg.seeds))
 
 
 def parse_args(argv: list[str] | None) -> Config:

@@ -74,7 +74,7 @@ class Config:
     plots: bool = True
     progress: bool = True
 
-    def validate(self) -> "Config":
+    def validate(self) -> Config:
         check_positive(units=self.units, epochs=self.epochs, readout_epochs=self.readout_epochs,
                        lr=self.lr, batch=self.batch, power=self.power,
                        train_subset=self.train_subset, test_subset=self.test_subset)
@@ -149,8 +149,8 @@ def gaussians(cfg: Config, out) -> dict:
     svd_angles = np.asarray(rules.principal_angles(jnp.linalg.svd(x10, full_matrices=False)[2][:4].T, true4))
     per_column = [float(rules.cosine_to(w[:, j], b10[:, j])) for j in range(4)]
     if cfg.plots:
-        plots.plot_hebb_oja(hebb_norm, oja, out / "hebb_oja.png")
-        plots.plot_sanger(measured[:, 0], measured[:, 1], angles, out / "sanger.png")
+        plots.plot_hebb_oja(hebb_norm, oja, out / "hebb_oja.png", seed=cfg.seed)
+        plots.plot_sanger(measured[:, 0], measured[:, 1], angles, out / "sanger.png", seed=cfg.seed)
     return {
         "hebb": {"steps": len(hebb_norm), "weight_norm_first": float(hebb_norm[0]),
                  "weight_norm_last": float(hebb_norm[-1])},
@@ -185,7 +185,7 @@ def mnist(cfg: Config, out, data) -> dict:
         return {"units_never_winning": int((wins(ts.params[0].w) == 0).sum())}
 
     def plot_units(ts, rows, plot_dir):
-        plots.plot_receptive_fields(ts.params[0].w, wins(ts.params[0].w), plot_dir / "receptive_fields.png")
+        plots.plot_receptive_fields(ts.params[0].w, wins(ts.params[0].w), plot_dir / "receptive_fields.png", rule=cfg.rule, seed=cfg.seed)
 
     loop = dict(seed=cfg.seed, resume=cfg.resume, progress=cfg.progress, plots=cfg.plots)
     final = {}  # the loop hands its final state to `summarize`; keep what the next stages need
@@ -214,7 +214,7 @@ def mnist(cfg: Config, out, data) -> dict:
                init=lambda: r_init(r_params), step=r_step,
                batches=epoch_batches(cfg.seed, cfg.batch, ftr, ytr),
                evaluate=lambda ts, e: {"test_acc": int(correct(ts.params, fte_j, yte_j)) / len(yte)},
-               plots=lambda ts, rows, plot_dir: plots.plot_readout(rows, plot_dir / "readout.png"),
+               plots=lambda ts, rows, plot_dir: plots.plot_readout(rows, plot_dir / "readout.png", rule=cfg.rule, seed=cfg.seed),
                name="readout", config_dict=dataclasses.asdict(cfg))
     rows = read_metrics(out / "readout" / "metrics.csv")
 

@@ -59,7 +59,7 @@ class Config:
     plots: bool = True
     progress: bool = True
 
-    def validate(self) -> "Config":
+    def validate(self) -> Config:
         check_positive(epochs=self.epochs, chunk=self.chunk, gd_batch=self.gd_batch,
                        gd_lr=self.gd_lr, train_subset=self.train_subset, test_subset=self.test_subset)
         for name in ("epochs", "chunk", "gd_batch"):
@@ -98,8 +98,8 @@ def separable(cfg: Config, out) -> dict:
     if cfg.plots:
         pick = sorted({int(round(t)) for t in np.geomspace(1, len(snaps), min(6, len(snaps)))})
         strip = [snaps[i - 1] for i in pick] + [{**snaps[-1], "mistake": 0, "point": None}]
-        plots.plot_boundary_strip(x, labels, strip, (u, c), out / "separable_strip.png")
-        plots.plot_mistakes(per_epoch, bound, out / "separable_mistakes.png")
+        plots.plot_boundary_strip(x, labels, strip, (u, c), out / "separable_strip.png", seed=cfg.seed)
+        plots.plot_mistakes(per_epoch, bound, out / "separable_mistakes.png", seed=cfg.seed)
     return {"points": len(x), "R": radius, "gamma": gamma, "novikoff_bound": bound,
             "mistakes": total, "epochs_to_converge": len(per_epoch), "within_bound": total <= bound}
 
@@ -131,7 +131,7 @@ def xor(cfg: Config, out) -> dict:
         grid = np.linspace(-0.25, 1.25, 121, dtype=np.float32)
         gx = jnp.asarray(np.stack(np.meshgrid(grid, grid), -1).reshape(-1, 2))
         probs = jax.nn.softmax(model(ts.params, gx))[:, 1].reshape(len(grid), len(grid))
-        plots.plot_xor(errors, np.array(weights), grid, np.asarray(probs), out / "xor.png")
+        plots.plot_xor(errors, np.array(weights), grid, np.asarray(probs), out / "xor.png", seed=cfg.seed)
     return {"perceptron_errors_per_epoch": errors, "perceptron_min_errors": min(errors),
             "weight_cycle_samples": cycle, "net": "Dense(4)-Tanh-Dense(2), Adam 0.05, 500 steps",
             "net_final_loss": float(metrics["loss"][-1]),
@@ -169,7 +169,7 @@ def mnist(cfg: Config, out, data) -> dict:
 
     def plot_templates(ts, rows, plot_dir):
         plots.plot_templates(ts.params[0].w, rules.averaged_params(ts.params[0], ts.rule_state).w,
-                             plot_dir / "templates.png")
+                             plot_dir / "templates.png", seed=cfg.seed)
 
     runs = {
         "perceptron": (rules.perceptron(1.0, averaged=True), 1.0, cfg.chunk, d, zeros, plot_templates),
@@ -193,7 +193,7 @@ def mnist(cfg: Config, out, data) -> dict:
                          "compile_seconds": summary["compile_seconds"],
                          "train_seconds": summary["train_seconds"]}
     if cfg.plots:
-        plots.plot_runs({k: v["rows"] for k, v in results.items()}, out / "mnist_runs.png")
+        plots.plot_runs({k: v["rows"] for k, v in results.items()}, out / "mnist_runs.png", seed=cfg.seed)
     return {k: {kk: vv for kk, vv in v.items() if kk != "rows"} for k, v in results.items()}
 
 

@@ -183,11 +183,11 @@ def run(args) -> dict:
     references, ref_arrays = measure_references(protocol, images)
     gratings, bars, _ = stimuli(protocol)
     vplots.plot_stimuli(gratings, bars, protocol, out / "stimuli.png")
-    vplots.plot_tuning_curves(arrays, ref_arrays, protocol, out / "tuning_curves.png")
-    vplots.plot_f1f0(arrays, ref_arrays, out / "f1f0_histograms.png")
-    vplots.plot_orientation(arrays, out / "orientation.png")
-    vplots.plot_receptive_fields(arrays, ref_arrays, out / "receptive_fields.png")
-    vplots.plot_rf_sizes({k: v["layers"] for k, v in networks.items()}, out / "rf_sizes.png")
+    vplots.plot_tuning_curves(arrays, ref_arrays, protocol, out / "tuning_curves.png", seed=config.seed)
+    vplots.plot_f1f0(arrays, ref_arrays, out / "f1f0_histograms.png", seed=config.seed)
+    vplots.plot_orientation(arrays, out / "orientation.png", seed=config.seed)
+    vplots.plot_receptive_fields(arrays, ref_arrays, out / "receptive_fields.png", seed=config.seed)
+    vplots.plot_rf_sizes({k: v["layers"] for k, v in networks.items()}, out / "rf_sizes.png", seed=config.seed)
     summary = {"protocol": protocol, "quick": bool(args.quick), "networks": networks,
                "references": references, "seconds": round(time.perf_counter() - t0, 1)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
