@@ -50,10 +50,10 @@ def main(argv=None) -> dict:
         multi = jaxnn.train_step(model, loss, optax.MultiSteps(optax.adam(1e-3), args.calls), method,
                                  chunk=args.chunk)
 
-        def run_one(ts):
+        def run_one(ts, one=one):
             return jax.block_until_ready(one.step(ts, (x, y), key)[0])
 
-        def run_multi(ts):
+        def run_multi(ts, multi=multi):
             for i in range(args.calls):
                 ts, _ = multi.step(ts, (xs[i], ys[i]), key)
             return jax.block_until_ready(ts)

@@ -12,7 +12,8 @@ compiled step keeps the data on the device: nothing is copied from the host per 
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 LEARNING_RATE = 1e-3
 

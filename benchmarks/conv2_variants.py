@@ -175,7 +175,8 @@ def main(argv=None):
     bc = statistics.median(cpu["stock autodiff"])
     print(f"\n{args.repeats} repeats × {args.calls} calls, alternating; "
           f"load average after {Path('/proc/loadavg').read_text().split()[:3]}")
-    print("| step | wall ms median | min | max | × stock autodiff (wall) | CPU ms median | × stock autodiff (CPU) | first call s |")
+    print("| step | wall ms median | min | max | × stock autodiff (wall) | CPU ms median "
+          "| × stock autodiff (CPU) | first call s |")
     print("|---|---|---|---|---|---|---|---|")
     for k, (_, _, first) in contenders.items():
         mw, mc = statistics.median(wall[k]), statistics.median(cpu[k])

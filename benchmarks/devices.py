@@ -39,8 +39,8 @@ def child(devices: int, steps: int, precisions: list[str]) -> dict:
     import optax
 
     from jaxnn import losses
-    from jaxnn.train import sharding
     from jaxnn.models import LENET5_INPUT_SHAPE, lenet5
+    from jaxnn.train import sharding
 
     model, loss, opt = lenet5("modern"), losses.softmax_cross_entropy(), optax.adam(1e-3)
     mesh = sharding.make_mesh(devices)
@@ -118,8 +118,8 @@ def accuracy(epochs: int, seed: int = 0) -> list[dict]:
 
     from jaxnn import data as jdata
     from jaxnn import losses
-    from jaxnn.train import sharding
     from jaxnn.models import LENET5_INPUT_SHAPE, lenet5
+    from jaxnn.train import sharding
 
     def prep(split):
         images, labels = jdata.load("mnist", split)

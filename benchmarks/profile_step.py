@@ -182,7 +182,7 @@ def layer_table(repeats, calls):
     key = jax.random.key(0)
     shape = (BATCH, *LENET5_INPUT_SHAPE[1:])
     cases = []
-    for i, (name, layer) in enumerate(stages):
+    for name, layer in stages:
         key, k1, k2, k3 = jax.random.split(key, 4)
         out_shape, params, state = layer.init(k1, shape)
         x = jax.random.normal(k2, shape)

@@ -144,12 +144,12 @@ def step_rows(args, x, y) -> list[dict]:
     for method in ("autodiff", "manual"):
         init, step = jaxnn.train_step(model, loss, optax.adam(1e-3), method)
         ts = init(params0, state0)
-        first = timed(lambda: jax.block_until_ready(step(ts, batch, key)))
+        first = timed(lambda step=step, ts=ts: jax.block_until_ready(step(ts, batch, key)))
         variants[f"step/jaxnn {method}"] = (step, ts, first)
     times = {k: [] for k in variants}
     for _ in range(args.repeats):
         for name, (step, ts, _) in variants.items():
-            def run():
+            def run(step=step, ts=ts):
                 s = ts
                 for _ in range(args.step_calls):
                     s, _m = step(s, batch, key)
@@ -199,7 +199,7 @@ def epoch_rows(args, x, y) -> list[dict]:
         images, labels, order = feeds[c.name]
         state = c.state
 
-        def first():
+        def first(c=c, images=images, labels=labels, order=order):
             nonlocal state
             state, _ = c.step(state, images, labels, order[0], 0)
             c.sync(state)

@@ -15,18 +15,44 @@ neuroscience in `jaxnn.neuro`; checking tools in `jaxnn.check`; dataset files in
 from jaxnn import backprop, credit, initializers, losses, models
 from jaxnn.backprop import as_custom_vjp, intermediates, layer_gradients, value_and_grad
 from jaxnn.combinators import FanInConcat, FanInSum, FanOut, parallel, serial
-from jaxnn.core import (
-    Layer, LayerError, LayerTypeError, fixed_state, make_layer, make_stateful_layer,
-)
+from jaxnn.core import Layer, LayerError, LayerTypeError, fixed_state, make_layer, make_stateful_layer
 from jaxnn.layers import (
-    LENET5_C3_TABLE, LSTM, RBF, RNN, AvgPool, BatchNorm, BatchNormState, Conv2D, ConvParams, CPUConv2D,
-    Dense, DenseParams, Dropout, Flatten, Heaviside, Identity, LayerNorm, LogSoftmax, MaxPool,
-    Negate, LSTMParams, NormParams, PartialConv2D, RateParams, RateRNN, Relu, Reshape, Scan,
-    ScaledTanh, Sigmoid, Softmax, Subsample, SubsampleParams, Tanh,
+    LENET5_C3_TABLE,
+    LSTM,
+    RBF,
+    RNN,
+    AvgPool,
+    BatchNorm,
+    BatchNormState,
+    Conv2D,
+    ConvParams,
+    CPUConv2D,
+    Dense,
+    DenseParams,
+    Dropout,
+    Flatten,
+    Heaviside,
+    Identity,
+    LayerNorm,
+    LogSoftmax,
+    LSTMParams,
+    MaxPool,
+    Negate,
+    NormParams,
+    PartialConv2D,
+    RateParams,
+    RateRNN,
+    Relu,
+    Reshape,
+    ScaledTanh,
+    Scan,
+    Sigmoid,
+    Softmax,
+    Subsample,
+    SubsampleParams,
+    Tanh,
 )
-from jaxnn.train import (
-    Rule, TrainState, TrainStep, eval_step, gradient, make_rule, make_step, train_step,
-)
+from jaxnn.train import Rule, TrainState, TrainStep, eval_step, gradient, make_rule, make_step, train_step
 
 __version__ = "0.1.0"
 

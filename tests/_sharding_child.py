@@ -18,8 +18,8 @@ import optax
 
 import jaxnn
 from jaxnn import losses
-from jaxnn.train import sharding
 from jaxnn.layers import BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool, Relu
+from jaxnn.train import sharding
 
 STEPS, BATCH = 3, 16
 METHODS = ("autodiff", "manual")

@@ -8,12 +8,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from _grads import assert_manual_equals_autodiff
 
 import jaxnn as nn
 from jaxnn import losses
 from jaxnn.models import lenet5
-
-from _grads import assert_manual_equals_autodiff
 
 
 def random_mlp(seed):

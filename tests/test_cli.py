@@ -29,7 +29,7 @@ COMMANDS = {
     "train_lenet": (train_lenet.main, [], {
         "--epochs": P_INT, "--batch-size": P_INT, "--lr": P_FLOAT, "--weight-decay": NN_FLOAT,
         "--max-shift": NN_INT, "--seed": SEED, "--train-subset": P_INT, "--test-subset": P_INT,
-        "--eval-batch-size": P_INT}),
+        "--eval-batch-size": P_INT, "--devices": P_INT, "--num-processes": P_INT, "--process-id": NN_INT}),
     "lenet.filters": (filters.main, [], {"--digit": NN_INT, "--lenet-epochs": P_INT,
                                          "--test-subset": P_INT}),
     "lenet.lenet_table": (lenet_table.main, [], {"--seeds": SEED, "--max-shift": NN_INT}),

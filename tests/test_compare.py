@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import pytest
 
 import jaxnn as nn
-from jaxnn.check import compare
 from jaxnn import losses
+from jaxnn.check import compare
 
 
 def _layer_inputs(layer, shape, key, dtype=jnp.float32):

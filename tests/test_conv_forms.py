@@ -52,8 +52,8 @@ def _every_gradient(geometry):
 
         return [(layer(params, x), manual_vjp(layer, params, x, dy),
                  jax.vjp(layer, params, x)[1](dy),
-                 jax.jvp(lambda p: layer(p, x), (params,), (tw,)),
-                 jax.jvp(lambda v: layer(params, v), (x,), (tx,)), hvp(layer))
+                 jax.jvp(lambda p, layer=layer: layer(p, x), (params,), (tw,)),
+                 jax.jvp(lambda v, layer=layer: layer(params, v), (x,), (tx,)), hvp(layer))
                 for layer in (fast, plain)]
 
     return run(params, x)

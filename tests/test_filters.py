@@ -8,9 +8,9 @@ import jax
 import numpy as np
 import pytest
 
-from experiments.lenet import filters, filters_plots
 from experiments import train_lenet
 from experiments.common.loop import cli_main
+from experiments.lenet import filters, filters_plots
 from jaxnn import data as jdata
 from tests._cli import assert_one_line_usage_error
 

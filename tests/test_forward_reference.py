@@ -68,6 +68,6 @@ def test_pool_rows_cover_both_paths():
     paths = {}
     for case in select(POOL_GEOMETRY):
         layer, params, x = _inputs(case, "float32")
-        window_reduce = "reduce_window" in _jaxpr_text(lambda p, v: layer(p, v), params, x)
+        window_reduce = "reduce_window" in _jaxpr_text(lambda p, v, layer=layer: layer(p, v), params, x)
         paths.setdefault(POOL_GEOMETRY[case.id][0], set()).add(window_reduce)
     assert paths == {"avg": {True, False}, "max": {True, False}}, paths

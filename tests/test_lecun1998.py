@@ -5,12 +5,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _grads import assert_manual_equals_autodiff
 
 import jaxnn as nn
 from jaxnn.backprop import manual_vjp
 from jaxnn.models import LENET5_ALL_VARIANTS, LENET5_VARIANTS, lenet5, lenet5_stages
-
-from _grads import assert_manual_equals_autodiff
 
 # Table I of LeCun et al. (1998), written out column by column: the S2 maps each C3 map sees.
 PAPER_C3_INPUTS = [

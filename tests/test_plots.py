@@ -348,3 +348,31 @@ def test_rate_rnn_figures_name_every_encoding(capture, tmp_path, monkeypatch):
     _assert_diverging_symmetric(_images(figs[3])[0], 0.5)
     assert _images(figs[3])[0].colorbar is not None
 
+
+
+SAVERS = [("experiments.common.plots", "_save"), ("experiments.rules.rules_common", "save"),
+          ("experiments.lenet.filters_plots", "_save"), ("experiments.reward.reinforce_plots", "_save"),
+          ("experiments.vision.plots", "_save"), ("experiments.rate.rate_rnn_plots", "_save")]
+
+
+@pytest.mark.parametrize("module, name", SAVERS, ids=[m for m, _ in SAVERS])
+def test_a_figure_that_fails_while_saving_leaves_no_file(module, name, tmp_path, monkeypatch):
+    # Every figure helper saves through loop.save_figure: a writer stopped halfway (here, one
+    # that writes a few bytes and raises) leaves neither a partial PNG nor a temporary file.
+    import importlib
+
+    from matplotlib.figure import Figure
+
+    def broken_savefig(self, target, **kwargs):
+        if hasattr(target, "write"):
+            target.write(PNG_SIGNATURE)
+        else:
+            pathlib.Path(target).write_bytes(PNG_SIGNATURE)
+        raise OSError(28, "No space left on device")
+
+    save = getattr(importlib.import_module(module), name)
+    monkeypatch.setattr(Figure, "savefig", broken_savefig)
+    path = tmp_path / "figure.png"
+    with pytest.raises(OSError, match="No space left"):
+        save(Figure(), path)
+    assert list(tmp_path.iterdir()) == []

@@ -8,8 +8,8 @@ import pytest
 
 import jaxnn
 from jaxnn import losses
-from jaxnn.train import sharding
 from jaxnn.layers import BatchNorm, Conv2D, Dense, Flatten, MaxPool, Relu
+from jaxnn.train import sharding
 from jaxnn.train.precision import mixed_precision
 
 

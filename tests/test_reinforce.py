@@ -10,9 +10,9 @@ import optax
 import pytest
 
 import jaxnn as nn
+from jaxnn.backprop import value_and_grad
 from jaxnn.neuro import agents
 from jaxnn.neuro import reinforce as rf
-from jaxnn.backprop import value_and_grad
 from jaxnn.neuro.envs import bandit, cartpole
 
 REWARD = jnp.array([3.0, 2.2, 1.5], jnp.float32)  # r(a) of a one-step, three-action problem
@@ -254,17 +254,19 @@ def test_cartpole_trajectory_matches_gymnasium():
 
 
 def test_rollout_masks_and_returns():
-    always_right = lambda params, s: jnp.stack([jnp.zeros(s.shape[:-1]), jnp.ones(s.shape[:-1])],
-                                               axis=-1) * 1e3  # noqa: E731
+    def always_right(params, s):
+        return jnp.stack([jnp.zeros(s.shape[:-1]), jnp.ones(s.shape[:-1])], axis=-1) * 1e3
+
     eps = cartpole.rollout(always_right, (), jax.random.key(0), 4)
     assert eps.obs.shape == (4, 500, 4) and eps.actions.shape == (4, 500)
     lengths = np.asarray(cartpole.returns_of(eps))
-    state = eps.obs[0, 0]
-    for t in range(500):
+    state, steps = eps.obs[0, 0], 0
+    for _ in range(500):
         state, done = cartpole.step(state, jnp.int32(1))
+        steps += 1
         if done:
             break
-    assert lengths[0] == t + 1 and 5 < lengths.max() < 20
+    assert lengths[0] == steps and 5 < lengths.max() < 20
     assert np.all(np.diff(np.asarray(eps.mask), axis=1) <= 0)  # once over, always over
 
 

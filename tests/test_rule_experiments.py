@@ -4,9 +4,9 @@ k-means labels separated clusters exactly."""
 import numpy as np
 import pytest
 
+from experiments.common.loop import cli_main
 from experiments.rules import hebbian, perceptron
 from experiments.rules.kmeans import cluster_labels
-from experiments.common.loop import cli_main
 from tests._cli import assert_one_line_usage_error
 
 

@@ -10,8 +10,8 @@ import pytest
 
 import jaxnn as nn
 from jaxnn import losses
-from jaxnn.neuro import rules
 from jaxnn.layers.dense import DenseParams
+from jaxnn.neuro import rules
 
 
 def _zeros(n, k):

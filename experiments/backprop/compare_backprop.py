@@ -47,7 +47,7 @@ import jaxnn as nn
 from experiments.backprop import numpy_reference as ref
 from experiments.common import cli as command_line
 from experiments.common import plots
-from experiments.common.loop import UsageError, cli_main
+from experiments.common.loop import UsageError, cli_main, save_figure, write_atomic
 from jaxnn import losses, models
 from jaxnn.check import compare
 from jaxnn.check.cases import LAYER_CASES, Case, select, setup
@@ -383,7 +383,7 @@ def plot(results: list[dict], path: pathlib.Path) -> None:
     axes[-1].set_xticks(range(len(cases)), cases, rotation=75, ha="right", fontsize=7)
     axes[0].set_title(f"Gradient agreement with reverse mode (exact zero plotted at {floor:.0f})")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 
@@ -427,15 +427,18 @@ def train_and_evaluate(config: Config) -> dict:
               f"mode and finite differences on {config.lenet_subset} random coordinates per "
               "tensor (every coordinate of smaller tensors); the per-tensor table gives the counts.\n\n")
     notes = "".join(f"- expected difference: {e}\n" for e in expected)
-    (out / "compare.md").write_text(header + summary + "\n" + notes + "\n## Every tensor\n\n"
-                                    + compare.format_markdown(results) + "\n" + verdict + "\n")
+    write_atomic(out / "compare.md", header + summary + "\n" + notes + "\n## Every tensor\n\n"
+                 + compare.format_markdown(results) + "\n" + verdict + "\n")
     report = {"config": dataclasses.asdict(config), "machine": _machine(), "seconds": elapsed,
               "tolerances": {**{d: t._asdict() for d, t in compare.TOLERANCES.items()},
                              "finite_diff": compare.FINITE_DIFF_TOLERANCE._asdict(), "eps": compare.EPS},
               "results": results, "timings": timings, "failed": failed, "expected": expected,
               "all_agree": not failed, "verdict": verdict}
-    (out / "compare.json").write_text(json.dumps(report, indent=1))
-    plots.plot_gradient_agreement(results, out / "compare.png", pairs=PAIRS, dtypes=DTYPES, verdict=_verdict, seed=config.seed, tolerance=lambda d, m: (compare.FINITE_DIFF_TOLERANCE if m == "finite_diff" and d == "float64" else compare.TOLERANCES[d]).rel)
+    write_atomic(out / "compare.json", json.dumps(report, indent=1))
+    plots.plot_gradient_agreement(
+        results, out / "compare.png", pairs=PAIRS, dtypes=DTYPES, verdict=_verdict, seed=config.seed,
+        tolerance=lambda d, m: (compare.FINITE_DIFF_TOLERANCE if m == "finite_diff" and d == "float64"
+                                else compare.TOLERANCES[d]).rel)
     print(summary + notes + f"\nwrote {out}/compare.md, compare.json, compare.png in {elapsed:.0f} s")
     print(verdict)
     return report
@@ -447,7 +450,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", default=Config.out, help="output folder (default %(default)s)")
     parser.add_argument("--quick", action="store_true", help="a few cases, no LeNet-5 (for tests)")
     parser.add_argument("--cases", help="comma-separated jaxnn.check.cases ids: only these layer cases")
-    parser.add_argument("--repeats", type=command_line.positive_int, default=Config.repeats, help="timed calls per method")
+    parser.add_argument("--repeats", type=command_line.positive_int, default=Config.repeats,
+                        help="timed calls per method")
     args = parser.parse_args(argv)
     config = Config(out=args.out, quick=args.quick, repeats=args.repeats,
                     cases=None if args.cases is None else tuple(filter(None, args.cases.split(","))))

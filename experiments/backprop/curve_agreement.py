@@ -27,6 +27,7 @@ import optax
 import jaxnn
 from experiments.common import cli, plots
 from experiments.common.cli import UsageError
+from experiments.common.loop import save_figure, write_atomic
 from jaxnn import data as jdata
 from jaxnn.models import LENET5_VARIANTS, lenet5
 
@@ -98,7 +99,7 @@ def main(argv=None) -> int:
                       f"noise floor {results[-1]['perturbed_vs_autodiff']}", flush=True)
 
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "curves.json").write_text(json.dumps(results) + "\n")
+    write_atomic(args.out / "curves.json", json.dumps(results) + "\n")
     names = [f"steps {lo}–{hi - 1}" for lo, hi in windows(args.steps)]
     lines = ["| variant | dtype | pair | " + " | ".join(names) + " |",
              "|---|---|---|" + "---|" * len(names)]
@@ -108,7 +109,7 @@ def main(argv=None) -> int:
             lines.append(f"| {r['variant']} | {r['dtype']} | {label} | "
                          + " | ".join(f"{g:.1e}" for g in r[pair]) + " |")
     text = "Max relative gap in the per-step training loss.\n\n" + "\n".join(lines) + "\n"
-    (args.out / "curves.md").write_text(text)
+    write_atomic(args.out / "curves.md", text)
     print(text)
     plots.plot_curve_agreement(results, args.out / "curves.png", seed=args.seed)
     return 0
@@ -131,7 +132,7 @@ def _plot(results, path):
                ylabel="|loss − loss_autodiff| / loss_autodiff")
         ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
 
 
 if __name__ == "__main__":

@@ -72,7 +72,7 @@ def conv2d_forward(x, w, b, strides=(1, 1), padding="VALID"):
     x: (N, H, W, C), w: (kh, kw, C, O), b: (O,), padding: pairs or "SAME"/"VALID".
     y: (N, Ho, Wo, O) with Ho = (H + lo_h + hi_h - kh) // sh + 1 (same for W).
     """
-    kh, kw, C, O = w.shape
+    kh, kw, C, _ = w.shape
     if x.shape[3] != C:
         raise ValueError(f"input has {x.shape[3]} channels, kernel expects {C}")
     pads = padding_pairs(padding, x.shape[1:3], (kh, kw), strides)

@@ -10,8 +10,9 @@ and writes one PNG. Figures are built with ``matplotlib.figure.Figure`` on an Ag
 rather than through pyplot, so importing this module never touches the global backend
 and no figure is left registered in pyplot's figure manager.
 
-Each ``plot_*`` function creates the parent directories of ``path``, saves, closes the
-figure and returns ``pathlib.Path(path)``.
+Each ``plot_*`` function creates the parent directories of ``path``, saves atomically
+(`experiments.common.loop.save_figure`: the file is whole or absent), closes the figure
+and returns ``pathlib.Path(path)``.
 """
 import math
 from pathlib import Path
@@ -22,6 +23,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import ListedColormap, LogNorm
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+
+from experiments.common.loop import save_figure
 
 _MAX_MAPS = 16  # feature maps shown per layer in plot_activations
 
@@ -42,7 +45,7 @@ def _figure(width, height, grid=None):
 def _save(fig, path, dpi=120):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
+    save_figure(fig, path, dpi=dpi)
     fig.clear()  # "close": the figure is not tracked by pyplot, so clearing it releases its artists
     return path
 

@@ -21,6 +21,7 @@ import os
 
 import numpy as np
 
+from experiments.common import cli
 from experiments.common.loop import UsageError
 from jaxnn.train import distributed
 
@@ -29,11 +30,11 @@ PRECISIONS = {"f32": None, "bf16": "bfloat16"}
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("scaling")
-    g.add_argument("--devices", type=int, default=None,
+    g.add_argument("--devices", type=cli.positive_int, default=None,
                    help="devices in the mesh (default: all; on CPU, N > 1 makes N host devices)")
     g.add_argument("--coordinator", default=None, help="host:port of process 0 (multi-process)")
-    g.add_argument("--num-processes", type=int, default=None)
-    g.add_argument("--process-id", type=int, default=None)
+    g.add_argument("--num-processes", type=cli.positive_int, default=None)
+    g.add_argument("--process-id", type=cli.nonnegative_int, default=None)
     g.add_argument("--precision", choices=sorted(PRECISIONS), default="f32",
                    help="bf16: bfloat16 compute, float32 master params")
 

@@ -30,7 +30,7 @@ import numpy as np
 import jaxnn
 from experiments import train_lenet
 from experiments.common import cli
-from experiments.common.loop import UsageError, cli_main
+from experiments.common.loop import UsageError, cli_main, write_atomic
 from experiments.lenet import filters_plots as fplots
 from jaxnn import data as jdata
 
@@ -142,7 +142,8 @@ def run(out: Path, lenet_dir: Path | None, data_dir: str | None, digit_index: in
     score = cosine.reshape(len(cosine), -1).max(axis=1)
     order = np.argsort(-score, kind="stable")
     most, least = order[:10], order[::-1][:10]
-    fplots.plot_extremes(pixels, cosine, labels, most, least, score, peak, out / "curve_extremes.png", raw_max=float(CURVE_FILTER.sum()), window=CURVE_FILTER.shape[0])
+    fplots.plot_extremes(pixels, cosine, labels, most, least, score, peak, out / "curve_extremes.png",
+                         raw_max=float(CURVE_FILTER.sum()), window=CURVE_FILTER.shape[0])
 
     if lenet_dir is None:
         lenet_dir = out / f"lenet-{lenet_epochs}ep"  # its own folder: the schedule spans the epochs
@@ -183,7 +184,7 @@ def run(out: Path, lenet_dir: Path | None, data_dir: str | None, digit_index: in
              "max_minus_blank": round(float((responses[..., k] - blank[..., k]).max()), 4)}
             for k in range(responses.shape[-1])],
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
 
 
@@ -199,7 +200,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="a run folder written by experiments.train_lenet; default: train a short run "
                         "in OUT/lenet-<epochs>ep")
     p.add_argument("--lenet-epochs", type=int, default=1, help="epochs of the short run (when --lenet is not given)")
-    p.add_argument("--digit", type=cli.nonnegative_int, default=0, help="index of the test digit the curve detector slides over")
+    p.add_argument("--digit", type=cli.nonnegative_int, default=0,
+                   help="index of the test digit the curve detector slides over")
     p.add_argument("--test-subset", type=int, default=None,
                    help="rank only the first N test digits (default: all 10,000)")
     p.add_argument("--data-dir", default=None, help="default: $JAXNN_DATA_DIR, then the cache")

@@ -12,6 +12,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from experiments.common.loop import save_figure
 from experiments.common.plots import integer_ticks, signed_image
 
 __all__ = ["plot_conv1_on_curve", "plot_curve_filter", "plot_edges_vs_learned", "plot_extremes",
@@ -26,7 +27,7 @@ def _figure(width: float, height: float) -> Figure:
 
 def _save(fig: Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     fig.clear()
     return path
 

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from experiments.common import cli
-from experiments.common.loop import read_metrics
+from experiments.common.loop import read_metrics, write_atomic
 from experiments.train_lenet import Config, train_and_evaluate
 from jaxnn.backprop import METHODS
 from jaxnn.models import LENET5_ALL_VARIANTS, LENET5_VARIANTS
@@ -105,9 +105,9 @@ def main(argv=None) -> int:
         run_all(args)
     table = collect(args)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "table.json").write_text(json.dumps(table, indent=2) + "\n")
+    write_atomic(args.out / "table.json", json.dumps(table, indent=2) + "\n")
     text = markdown(table, args.seeds)
-    (args.out / "table.md").write_text(text)
+    write_atomic(args.out / "table.md", text)
     print(text)
     return 0
 

@@ -22,6 +22,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from experiments.common.loop import save_figure
 from experiments.common.plots import integer_ticks, run_title
 from jaxnn.layers.recurrent import connectivity_mask, dale_signs, effective_weights
 from jaxnn.neuro import spikes, tasks
@@ -61,7 +62,7 @@ def _figure(rows: int, cols: int, size=(4.2, 3.0)):
 
 
 def _save(fig, path: Path) -> None:
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     fig.clear()
 
 

@@ -26,7 +26,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from experiments.common import cli
-from experiments.common.loop import UsageError, cli_main, machine
+from experiments.common.loop import UsageError, cli_main, machine, save_figure, write_atomic
 from experiments.common.plots import plot_spikes
 from jaxnn.neuro import spikes
 
@@ -88,7 +88,7 @@ def plot_figure(t, rate, train, single, pooled, dt, rows, error_rate, slope, pat
     ax_err.set_ylabel("error of the rate estimate (Hz)")
     ax_err.set_title(f"constant {error_rate:g} Hz: slope {slope:.3f} (1/sqrt(W): −0.5)", fontsize=9)
     ax_err.legend(fontsize=8)
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -141,7 +141,7 @@ def main(argv=None) -> int:
         "fitted_slope": round(slope, 4),
         "machine": machine(),
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     for r in rows:
         print(f"window {r['window_s'] * 1e3:6.0f} ms: RMS error {r['rms_error_hz']:7.3f} Hz, "
               f"predicted {r['predicted_hz']:7.3f} Hz (×{r['ratio']:.3f})")

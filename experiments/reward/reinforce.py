@@ -153,7 +153,8 @@ def plot(cfg: Config, results: dict, path: Path) -> Path:
     runs = {m: [{**r["curves"], "trials_to_criterion": r["trials_to_criterion"]}
                 for r in results.values() if r["method"] == m] for m in METHODS}
     return reinforce_plots.decision_curves(runs, next(iter(results.values()))["goal"],
-                                           cfg.options()["criterion_window"], path, seeds_of=range(cfg.seed, cfg.seed + cfg.seeds))
+                                           cfg.options()["criterion_window"], path,
+                                           seeds_of=range(cfg.seed, cfg.seed + cfg.seeds))
 
 
 def parse_args(argv: list[str] | None) -> Config:

@@ -10,6 +10,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from experiments.common.loop import save_figure
 from experiments.common.plots import integer_ticks, run_title
 
 
@@ -23,7 +24,7 @@ def _figure(n_panels: int):
 def _save(fig, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     fig.clear()
     return path
 

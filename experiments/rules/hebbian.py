@@ -185,7 +185,8 @@ def mnist(cfg: Config, out, data) -> dict:
         return {"units_never_winning": int((wins(ts.params[0].w) == 0).sum())}
 
     def plot_units(ts, rows, plot_dir):
-        plots.plot_receptive_fields(ts.params[0].w, wins(ts.params[0].w), plot_dir / "receptive_fields.png", rule=cfg.rule, seed=cfg.seed)
+        plots.plot_receptive_fields(ts.params[0].w, wins(ts.params[0].w), plot_dir / "receptive_fields.png",
+                                    rule=cfg.rule, seed=cfg.seed)
 
     loop = dict(seed=cfg.seed, resume=cfg.resume, progress=cfg.progress, plots=cfg.plots)
     final = {}  # the loop hands its final state to `summarize`; keep what the next stages need
@@ -214,7 +215,8 @@ def mnist(cfg: Config, out, data) -> dict:
                init=lambda: r_init(r_params), step=r_step,
                batches=epoch_batches(cfg.seed, cfg.batch, ftr, ytr),
                evaluate=lambda ts, e: {"test_acc": int(correct(ts.params, fte_j, yte_j)) / len(yte)},
-               plots=lambda ts, rows, plot_dir: plots.plot_readout(rows, plot_dir / "readout.png", rule=cfg.rule, seed=cfg.seed),
+               plots=lambda ts, rows, plot_dir: plots.plot_readout(rows, plot_dir / "readout.png",
+                                                                   rule=cfg.rule, seed=cfg.seed),
                name="readout", config_dict=dataclasses.asdict(cfg))
     rows = read_metrics(out / "readout" / "metrics.csv")
 

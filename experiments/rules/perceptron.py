@@ -183,7 +183,7 @@ def mnist(cfg: Config, out, data) -> dict:
         init, step = rules.make_step(model, rule, lr)
         loop_cfg = LoopConfig(out=str(out / f"mnist-{name}"), epochs=cfg.epochs, seed=cfg.seed,
                               resume=cfg.resume, progress=cfg.progress, plots=cfg.plots)
-        summary = run(loop_cfg, init=lambda: init(params), step=step,
+        summary = run(loop_cfg, init=lambda init=init, params=params: init(params), step=step,
                       batches=epoch_batches(cfg.seed, size, xtr, targets), evaluate=evaluate,
                       plots=plot_fn, name=f"mnist-{name}",
                       config_dict={"experiment": dataclasses.asdict(cfg), "rule": rule.name,

@@ -1,5 +1,5 @@
-"""What the learning-rule experiments (perceptron, hebbian) share: flat MNIST, the output
-directory check, the summary file, and a headless figure.
+"""What the learning-rule experiments (perceptron, hebbian) share: flat MNIST, the batches,
+the summary file, and a headless figure.
 
 Real MNIST comes from --data-dir, else $JAXNN_DATA_DIR, else the download cache (see
 `jaxnn.data`). A missing or corrupt file becomes one line on stderr via `cli_main`.
@@ -16,7 +16,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from experiments.common.loop import UsageError, machine, write_atomic
+from experiments.common.loop import UsageError, machine, save_figure, write_atomic
 from jaxnn import data as jdata
 
 
@@ -45,18 +45,6 @@ def epoch_batches(seed: int, size: int, *arrays):
     return batches
 
 
-def prepare_out(out: str, resume: bool) -> Path:
-    """Refuse an --out that already holds a finished run unless resuming; make the directory."""
-    path = Path(out)
-    if path.exists() and not path.is_dir():
-        raise UsageError(f"--out {path} exists and is not a directory")
-    if (path / "summary.json").exists() and not resume:
-        raise UsageError(f"{path} already holds a run; pass --resume to continue it or choose "
-                         f"another --out")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 def check_positive(**values) -> None:
     """UsageError naming the first flag whose value is not a positive number."""
     for name, value in values.items():
@@ -81,7 +69,7 @@ def figure(width: float, height: float) -> Figure:
 
 def save(fig: Figure, path: Path, dpi: int = 110) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
+    save_figure(fig, path, dpi=dpi)
     fig.clear()
     return path
 
@@ -103,4 +91,4 @@ def image_grid(fig: Figure, images: np.ndarray, ncols: int, titles=None, symmetr
 
 
 __all__ = ["check_positive", "epoch_batches", "epoch_order", "figure", "flat_mnist", "image_grid",
-           "prepare_out", "save", "write_summary"]
+           "save", "write_summary"]

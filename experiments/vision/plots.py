@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
+from experiments.common.loop import save_figure
 from experiments.common.plots import integer_ticks, run_title
 
 __all__ = ["plot_f1f0", "plot_orientation", "plot_receptive_fields", "plot_rf_sizes",
@@ -33,7 +34,7 @@ def _figure(width, height) -> Figure:
 def _save(fig: Figure, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
+    save_figure(fig, path, dpi=80)
     fig.clear()
     return path
 

@@ -32,7 +32,7 @@ import numpy as np
 
 from experiments import train_lenet
 from experiments.common import cli
-from experiments.common.loop import UsageError, cli_main
+from experiments.common.loop import UsageError, cli_main, write_atomic
 from experiments.vision import plots as vplots
 from jaxnn import data as jdata
 from jaxnn.data.batching import MNIST_MEAN, MNIST_STD
@@ -124,7 +124,7 @@ def measure_network(model, params, names: dict[str, str], protocol: dict, images
     rfs = ph.theoretical_receptive_fields(model, params, (-1, *SIZE, 1), state=state)
     summary, arrays = {}, {}
     for label, name in names.items():
-        out = jax.eval_shape(lambda x: ph.layer_output(model, params, x, name, state=state),
+        out = jax.eval_shape(lambda x, name=name: ph.layer_output(model, params, x, name, state=state),
                              jax.ShapeDtypeStruct((1, *SIZE, 1), np.float32)).shape
         centre = rfs[name].centre(out[1] // 2, out[2] // 2)
         signed, mass = ph.effective_receptive_field(model, params, images, name, state=state)
@@ -190,7 +190,7 @@ def run(args) -> dict:
     vplots.plot_rf_sizes({k: v["layers"] for k, v in networks.items()}, out / "rf_sizes.png", seed=config.seed)
     summary = {"protocol": protocol, "quick": bool(args.quick), "networks": networks,
                "references": references, "seconds": round(time.perf_counter() - t0, 1)}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
 
 

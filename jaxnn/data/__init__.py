@@ -5,7 +5,13 @@ Host-side numpy only: no module here uses jax.
 """
 
 from jaxnn.data.batching import (
-    add_channel_axis, batches, epoch_permutation, epoch_shifts, normalize, shift_images, train_val_split,
+    add_channel_axis,
+    batches,
+    epoch_permutation,
+    epoch_shifts,
+    normalize,
+    shift_images,
+    train_val_split,
 )
 from jaxnn.data.connectome import Connectome, load_connectome
 from jaxnn.data.fetch import ENV_VAR, cache_dir

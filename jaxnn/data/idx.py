@@ -22,7 +22,7 @@ import numpy as np
 
 __all__ = ["DataError", "decode_idx", "idx_size", "read_bytes", "read_idx", "read_idx_bytes"]
 
-_DTYPES = {
+_DTYPES: dict[int, np.dtype] = {
     0x08: np.dtype(np.uint8),
     0x09: np.dtype(np.int8),
     0x0B: np.dtype(">i2"),

@@ -32,7 +32,8 @@ class Split(NamedTuple):
     """One split's two files (decompressed names) and its number of examples."""
     images: str
     labels: str
-    count: int
+    # A field named like tuple.count, which it shadows; renaming it would change the public API.
+    count: int  # type: ignore[assignment]
 
 
 class Dataset(NamedTuple):
@@ -196,7 +197,7 @@ def load(dataset: Dataset | str, split: str, data_dir: str | os.PathLike | None 
     if split not in dataset.splits:
         raise ValueError(f"split must be one of {sorted(dataset.splits)}, got {split!r}")
     spec = dataset.splits[split]
-    paths = tuple(_locate(dataset, name, data_dir, download) for name in (spec.images, spec.labels))
+    paths = (_locate(dataset, spec.images, data_dir, download), _locate(dataset, spec.labels, data_dir, download))
     images = _read_verified(dataset, spec.images, paths[0], IMAGES_MAGIC)
     labels = _read_verified(dataset, spec.labels, paths[1], LABELS_MAGIC)
     _check_split(dataset, spec, images, labels, paths)

@@ -99,7 +99,7 @@ def _spec(leaf: Any) -> tuple[tuple[int, ...], np.dtype]:
 
 
 def _bytes(a: np.ndarray) -> memoryview:
-    return memoryview(a.reshape(-1).view(np.uint8))
+    return a.reshape(-1).view(np.uint8).data
 
 
 def write_checkpoint(path: str | os.PathLike, step: int, state: Any) -> None:
