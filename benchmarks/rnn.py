@@ -47,8 +47,8 @@ def make_jaxnn(method, T, threads):
     import optax
 
     import jaxnn as nn
-    from jaxnn.neuro import tasks
     from jaxnn.layers.recurrent import RateRNN
+    from jaxnn.neuro import tasks
 
     layer = RateRNN(HIDDEN, N_OUT, tau=100.0, dt=100.0 * ALPHA, noise=NOISE, dale=True,
                     exc_fraction=EXC)
@@ -184,15 +184,17 @@ def markdown(result):
              f"{m['load_after']}; torch threads {result['torch_threads']}; median of "
              f"{result['repeats']} alternating rounds of {result['steps']} steps.", "",
              "| T | " + " | ".join(f"{c} steps/s" for c in CONTENDERS) +
-             " | manual ÷ pytorch | autodiff ÷ pytorch | " +
+             " | manual ÷ pytorch | autodiff ÷ pytorch | load (1 min) | " +
              " | ".join(f"{c} peak MiB" for c in CONTENDERS) + " | XLA temp MiB manual / autodiff |",
-             "|---" * (2 * len(CONTENDERS) + 4) + "|"]
+             "|---" * (2 * len(CONTENDERS) + 5) + "|"]
     for row in result["rows"]:
         sps = [row["timing"].get(c, {}).get("steps_per_s") for c in CONTENDERS]
         mem = [row.get("peak_mib", {}).get(c) for c in CONTENDERS]
         ratios = [f"{v / sps[2]:.2f}×" if sps[2] else "–" for v in sps[:2]]
+        load = row.get("load") or [None, None]
+        load_text = " → ".join("–" if v is None else f"{v[0]:.1f}" for v in load)
         lines.append(f"| {row['T']} | " + " | ".join("–" if v is None else f"{v:.1f}" for v in sps) +
-                     f" | {ratios[0]} | {ratios[1]} | " +
+                     f" | {ratios[0]} | {ratios[1]} | {load_text} | " +
                      " | ".join("–" if v is None else f"{v:.0f}" for v in mem) +
                      f" | {row['timing'][CONTENDERS[0]]['xla_temp_mib']:.1f} / "
                      f"{row['timing'][CONTENDERS[1]]['xla_temp_mib']:.1f} |")
@@ -222,12 +224,14 @@ def main(argv=None):
               "torch_threads": args.torch_threads, "steps": args.steps, "repeats": args.repeats,
               "rows": []}
     for T in lengths:
-        row = {"T": T, "timing": time_length(T, args.steps, args.repeats, args.torch_threads)}
+        load = loadavg()
+        row = {"T": T, "timing": time_length(T, args.steps, args.repeats, args.torch_threads),
+               "load": [load, loadavg()]}
         if not args.no_memory:
             row["peak_mib"] = {c: peak_memory(c, T, args.torch_threads) for c in row["timing"]}
         result["rows"].append(row)
         print(T, {c: round(t["steps_per_s"], 2) for c, t in row["timing"].items()},
-              row.get("peak_mib"), flush=True)
+              row.get("peak_mib"), "load", row["load"], flush=True)
     result["machine"] = machine(result.pop("load_before"))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -5,8 +5,9 @@ import json
 import jax
 import pytest
 
-from experiments.rate import rate_rnn
 from experiments.common.loop import cli_main
+from experiments.rate import rate_rnn
+
 
 @pytest.fixture(autouse=True)
 def _standard_promotion():

@@ -16,9 +16,12 @@ from the output at t and δ_t = dC/df_t through f_{t+1} (δ_T = 0):
     δ_{t−1} = (1 − α)(g_t + δ_t) + dpre_t Wᵀ
     dC/dW = Σ_t f_{t−1}ᵀ dpre_t    dC/dU = Σ_t x_tᵀ dpre_t    dC/db = Σ_t dpre_t    dC/dx_t = dpre_t Uᵀ
 
-Only the H×H product sits inside the reverse scan; the weight gradients are one contraction
-over all steps afterwards. The noise is additive, so it enters the backward only through
-the stored rates. Residuals: the rates f_1..f_T and h_1..h_T, time-major (T, N, H), and x.
+Only the H×H product sits inside the reverse scan; the input drive x_t U + b of all steps is
+one matrix product before the forward loop, and the weight gradients are one matrix product
+each over all steps after the reverse loop (rather than T small ones). The noise ξ of all
+steps is one draw before the loop (`recurrent_noise`). The noise is additive, so it enters
+the backward only through the stored rates. Residuals: the rates f_1..f_T and h_1..h_T and
+the input x, all time-major ((T, N, H) and (T, N, in)).
 
 Weight layout: W[i, j] is the synapse from unit i to unit j. A fixed connectivity mask M
 (dense, sparse random, or a user's adjacency matrix) and Dale's law (units 0..n_E−1
@@ -32,6 +35,7 @@ so dC/dw = M ⊙ dC/dW, or M ⊙ diag(s) dC/dW ⊙ [w > 0].
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, NamedTuple
 
 import jax
@@ -92,9 +96,63 @@ def effective_weights_backward(w, mask, signs, dW):
     return dW
 
 
-def rate_scan(W, drive, noise, alpha):
+_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
+
+
+def threefry2x32(k0, k1, x0, x1) -> tuple[jax.Array, jax.Array]:
+    """Threefry-2x32 with 20 rounds (Salmon et al. 2011, the generator behind JAX's default
+    keys): keys k0, k1 (uint32 scalars) and counters x0, x1 (uint32 arrays) -> two uint32
+    arrays. Written out as array operations so that XLA fuses all 20 rounds into one pass
+    over the counters (JAX's own CPU lowering loops over the rounds, a pass per 4 rounds)."""
+    ks = (k0, k1, k0 ^ k1 ^ jnp.uint32(0x1BD11BDA))
+    x0, x1 = x0 + ks[0], x1 + ks[1]
+    for i in range(5):
+        for r in _ROTATIONS[i % 2]:
+            x0 = x0 + x1
+            x1 = (x1 << jnp.uint32(r)) | (x1 >> jnp.uint32(32 - r))
+            x1 = x1 ^ x0
+        x0, x1 = x0 + ks[(i + 1) % 3], x1 + ks[(i + 2) % 3] + jnp.uint32(i + 1)
+    return x0, x1
+
+
+def recurrent_noise(key, shape, dtype=jnp.float32) -> jax.Array:
+    """Standard normal ξ of `shape` (e.g. (T, N, H)) from `key`, in one draw.
+
+    Two words drawn from `key` (any key implementation) key a Threefry-2x32 stream over the
+    counters 0..size−1 (first half against second half, as `jax.random.bits` lays them out
+    with `jax.threefry_partitionable(False)`), mapped to normals as `jax.random.normal` maps
+    bits: u uniform in (−1, 1), ξ = √2 erf⁻¹(u). Drawn in float32 and cast to `dtype`, so the
+    same key gives the same ξ in float32 and float64."""
+    shape = tuple(int(n) for n in shape)
+    if np.prod(shape, dtype=np.float64) > 2 ** 32:
+        fail("recurrent_noise", f"at most 2**32 numbers per draw (32-bit counters), got shape {shape}")
+    return _noise(key, shape, jnp.dtype(dtype))
+
+
+@partial(jax.jit, static_argnames=("shape", "dtype"))
+def _noise(key, shape, dtype):
+    size = int(np.prod(shape))
+    seed = jax.random.bits(key, (2,), jnp.uint32)
+    half = (size + 1) // 2
+    count = lax.iota(jnp.uint32, half)
+    second = count + jnp.uint32(half)  # an odd size pads the last pair with counter 0
+    second = jnp.where(second < size, second, jnp.uint32(0))
+    bits = jnp.concatenate(threefry2x32(seed[0], seed[1], count, second))
+    bits = bits[:size].reshape(shape)
+    one = lax.bitcast_convert_type(bits >> jnp.uint32(9) | jnp.uint32(0x3F800000), jnp.float32)
+    lo = np.nextafter(np.float32(-1.0), np.float32(0.0))
+    u = jnp.maximum(lo, (one - 1.0) * (1.0 - lo) + lo)
+    return (np.float32(np.sqrt(2)) * lax.erf_inv(u)).astype(dtype)
+
+
+def _rows(a):
+    """(..., k) -> (prod(...), k): the leading axes as the rows of one matrix product."""
+    return a.reshape(-1, a.shape[-1])
+
+
+def rate_scan(W, drive, noise, alpha, unroll=1):
     """The Euler loop: drive (T, N, H) = x_t U + b, noise (T, N, H) or None.
-    Returns (f, h), each (T, N, H)."""
+    Returns (f, h), each (T, N, H). `unroll` is `lax.scan`'s (steps per loop iteration)."""
     def step(f, inputs):
         d, n = inputs
         h = jnp.tanh(f @ W + d)
@@ -104,21 +162,35 @@ def rate_scan(W, drive, noise, alpha):
         return f, (f, h)
 
     f0 = jnp.zeros(drive.shape[1:], drive.dtype)
-    return lax.scan(step, f0, (drive, noise))[1]
+    return lax.scan(step, f0, (drive, noise), unroll=unroll)[1]
 
 
-def rate_scan_backward(W, h, g, alpha):
-    """The reverse scan of BPTT: g (T, N, H) = dC/df_t from the outputs -> dpre (T, N, H)."""
-    def step(delta, inputs):
+def _reverse_scan(W, h, g, alpha, unroll=1):
+    """The reverse scan of BPTT with its output shifted one step: g (T, N, H) = dC/df_t from
+    the outputs -> (dpre_1, q) with q_t = dpre_{t+1} (q_T = 0), so that Σ_t f_{t−1}ᵀ dpre_t
+    is one product f_{1..T}ᵀ q of whole arrays. Only dpre_t Wᵀ is inside the loop."""
+    Wt = W.T
+
+    def step(carry, inputs):
+        delta, dpre_next = carry
         g_t, h_t = inputs
         total = g_t + delta
         dpre = total * (alpha * (1 - h_t * h_t))
-        return (1 - alpha) * total + dpre @ W.T, dpre
+        return ((1 - alpha) * total + dpre @ Wt, dpre), dpre_next
 
-    return lax.scan(step, jnp.zeros_like(g[0]), (g, h), reverse=True)[1]
+    zero = jnp.zeros_like(g[0])
+    (_, dpre_first), q = lax.scan(step, (zero, zero), (g, h), reverse=True, unroll=unroll)
+    return dpre_first, q
 
 
-def _rate_layer(name, hidden, *, alpha, readout, noise, mask, signs, rec_gain, dtype):
+def rate_scan_backward(W, h, g, alpha, unroll=1):
+    """The reverse scan of BPTT: g (T, N, H) = dC/df_t from the outputs -> dpre (T, N, H)."""
+    dpre_first, q = _reverse_scan(W, h, g, alpha, unroll)
+    return jnp.concatenate([dpre_first[None], q[:-1]], axis=0)
+
+
+def _rate_layer(name, hidden, *, alpha, readout, noise, mask, signs, rec_gain, dtype,
+                unroll=1):
     """The shared forward/backward of `RateRNN` and `RNN` (see the module docstring)."""
     p_conn = 1.0 if mask is None else max(float(mask.mean()), 1.0 / hidden)
 
@@ -144,34 +216,43 @@ def _rate_layer(name, hidden, *, alpha, readout, noise, mask, signs, rec_gain, d
 
     def run(params, x, key):
         check_input(name, x, ndim=3, trailing=(params.w_in.shape[0],), dtype=params.w_in.dtype)
-        drive = jnp.swapaxes(x, 0, 1) @ params.w_in + params.b[None, None, :]
+        n, T = x.shape[:2]
+        xt = jnp.swapaxes(x, 0, 1)  # (T, N, in)
+        # the input drive of all T steps as one product before the loop
+        drive = (_rows(xt) @ params.w_in + params.b[None, :]).reshape(T, n, -1)
         xi = None
         if key is not None:
-            # drawn in float32 whatever the dtype: the same key gives the same noise
-            xi = (jax.random.normal(key, drive.shape, jnp.float32).astype(drive.dtype)
-                  * float(np.sqrt(2 * alpha) * noise))
-        f, h = rate_scan(effective_weights(params.w_rec, mask, signs), drive, xi, alpha)
-        rates = jnp.swapaxes(f, 0, 1)
-        y = rates if readout is None else rates @ params.w_out + params.b_out[None, None, :]
-        return y, (f, h, x)
+            xi = recurrent_noise(key, drive.shape, drive.dtype) * float(np.sqrt(2 * alpha) * noise)
+        f, h = rate_scan(effective_weights(params.w_rec, mask, signs), drive, xi, alpha, unroll)
+        if readout is None:
+            y = jnp.swapaxes(f, 0, 1)
+        else:
+            y = jnp.swapaxes((_rows(f) @ params.w_out + params.b_out[None, :]).reshape(T, n, -1), 0, 1)
+        return y, (f, h, xt)
 
     def backward(params, residuals, dy):
-        f, h, x = residuals
+        f, h, xt = residuals
+        T, n = f.shape[:2]
         dparams = {}
         if readout is None:
             g = jnp.swapaxes(dy, 0, 1)
         else:
-            dparams["w_out"] = jnp.einsum("tnh,nto->ho", f, dy)
-            dparams["b_out"] = dy.sum((0, 1))
-            g = jnp.swapaxes(dy @ params.w_out.T, 0, 1)
+            dy_t = _rows(jnp.swapaxes(dy, 0, 1))  # (T·N, out)
+            dparams["w_out"] = _rows(f).T @ dy_t
+            dparams["b_out"] = dy_t.sum(0)
+            g = (dy_t @ params.w_out.T).reshape(T, n, -1)
         W = effective_weights(params.w_rec, mask, signs)
-        dpre = rate_scan_backward(W, h, g, alpha)
-        f_prev = jnp.concatenate([jnp.zeros_like(f[:1]), f[:-1]], axis=0)
-        dW = jnp.einsum("tnh,tnk->hk", f_prev, dpre)
+        dpre_first, q = _reverse_scan(W, h, g, alpha, unroll)
+        # the weight gradients as products over all steps at once: with q_t = dpre_{t+1},
+        # dC/dW = Σ_t f_{t−1}ᵀ dpre_t = Σ_t f_tᵀ q_t (f_0 = 0), dC/dU = Σ_t x_{t+1}ᵀ q_t + x_1ᵀ dpre_1
+        q2 = _rows(q)
+        dW = _rows(f).T @ q2
         dparams["w_rec"] = effective_weights_backward(params.w_rec, mask, signs, dW)
-        dparams["w_in"] = jnp.einsum("nti,tnh->ih", x, dpre)
-        dparams["b"] = dpre.sum((0, 1))
-        dx = jnp.swapaxes(dpre @ params.w_in.T, 0, 1)
+        x_next = jnp.concatenate([xt[1:], jnp.zeros_like(xt[:1])], axis=0)
+        dparams["w_in"] = _rows(x_next).T @ q2 + xt[0].T @ dpre_first
+        dparams["b"] = q2.sum(0) + dpre_first.sum(0)
+        dpre = jnp.concatenate([dpre_first[None], q[:-1]], axis=0)  # only for dx
+        dx = jnp.swapaxes((_rows(dpre) @ params.w_in.T).reshape(T, n, -1), 0, 1)
         return RateParams(**dparams), dx
 
     def init_full(key, input_shape):
@@ -228,5 +309,5 @@ def RNN(hidden: int, *, dtype=jnp.float32) -> Layer:
 
 
 __all__ = ["RNN", "RateParams", "RateRNN", "connectivity_mask", "dale_signs", "effective_weights",
-           "effective_weights_backward", "rate_scan",
+           "effective_weights_backward", "rate_scan", "recurrent_noise", "threefry2x32",
            "rate_scan_backward"]
