@@ -237,3 +237,24 @@ def test_only_temporary_files_of_finished_processes_are_removed(tmp_path):
         (ckpt.directory / name).write_bytes(b"partial")
     ckpt.save(1, {"w": jnp.zeros(2)})
     assert sorted(os.listdir(ckpt.directory)) == sorted([live, "step_00000001.ckpt"])
+
+
+def test_print_table_draws_pairs_and_dicts_as_aligned_markdown():
+    import io
+
+    text = io.StringIO()
+    cli.print_table("pairs", [("accuracy", "92.10 %"), ("a|b", "3")], file=text)
+    cli.print_table("dicts", [{"agent": "greedy", "regret": 12.5}, {"agent": "random"}], file=text)
+    assert text.getvalue().splitlines() == [
+        "pairs",
+        "| what     | value   |",
+        "|----------|---------|",
+        "| accuracy | 92.10 % |",
+        "| a\\|b     | 3       |",
+        "dicts",
+        "| agent  | regret |",
+        "|--------|--------|",
+        "| greedy | 12.5   |",
+        "| random |        |"]
+    with pytest.raises(TypeError, match="pairs or dicts"):
+        cli.print_table("mixed", [("a", "1"), {"b": 2}], file=text)

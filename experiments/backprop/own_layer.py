@@ -82,7 +82,8 @@ class Config:
     progress: bool = True
 
 
-def train_and_evaluate(config: Config, data=None) -> dict:
+def train_and_evaluate(config: Config, data=None, report: dict | None = None) -> dict:
+    """Check PReLU's backward (`check_layer`, unless its `report` is given), then train the MLP."""
     if config.grad not in nn.backprop.METHODS:
         raise UsageError(f"--grad must be one of {', '.join(nn.backprop.METHODS)}; got {config.grad!r}")
     for flag, value in (("--batch-size", config.batch_size), ("--train-subset", config.train_subset)):
@@ -92,7 +93,7 @@ def train_and_evaluate(config: Config, data=None) -> dict:
         raise UsageError(f"--lr must be positive, got {config.learning_rate}")
     loop = LoopConfig(out=config.out, epochs=config.epochs, seed=config.seed, resume=config.resume,
                       progress=config.progress, plots=False).validate()
-    report = check_layer(config.seed)
+    report = check_layer(config.seed) if report is None else report
     if not report["agree"]:
         raise RuntimeError(f"PReLU's backward disagrees: {report['rows']}")
     if data is None:
@@ -141,9 +142,17 @@ def main(argv=None) -> int:
     if config.grad not in nn.backprop.METHODS:
         raise UsageError(f"--grad must be one of {', '.join(nn.backprop.METHODS)}; got {config.grad!r}")
     cli.claim_out(config.out, resume=config.resume)
-    summary = train_and_evaluate(config)
-    print(f"test accuracy {100 * summary['final']['test_acc']:.2f}%, mean learned slope "
-          f"{summary['learned_slopes_mean']:.3f}")
+    report = check_layer(config.seed)
+    summary = train_and_evaluate(config, report=report)
+    cli.print_table(f"PReLU gradient check ({report['dtype']}, {report['coords']} coordinates)",
+                    [{"pair": r["pair"], "tensor": r["tensor"], "max abs err": f"{r['max_abs']:.2e}",
+                      "max rel err": f"{r['max_rel']:.2e}", "agree": "yes" if r["agree"] else "NO"}
+                     for r in report["rows"]])
+    cli.print_table("own_layer: headline", [
+        ("gradient check, every pair agrees", "yes" if summary["gradient_check"] else "NO"),
+        (f"PReLU MLP test accuracy after epoch {summary['final']['epoch']} ({config.grad})",
+         f"{100 * summary['final']['test_acc']:.2f} %"),
+        ("mean learned slope a", f"{summary['learned_slopes_mean']:.3f}")])
     return 0
 
 

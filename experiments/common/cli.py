@@ -53,7 +53,8 @@ from typing import Any
 
 __all__ = ["ArgumentParser", "LOCK_NAME", "Progress", "UsageError", "check_memory", "claim_out", "check_out",
            "cli_main", "finite_float", "fraction", "holds_run", "nonnegative_float",
-           "nonnegative_int", "parser", "positive_float", "positive_int", "progress", "release_all",
+           "nonnegative_int", "parser", "positive_float", "positive_int", "print_table", "progress",
+           "release_all",
            "run_lock", "seed"]
 
 LOCK_NAME = ".lock"
@@ -236,6 +237,36 @@ def check_memory(what: str, nbytes: float) -> None:
     if nbytes > total:
         raise UsageError(f"{what} needs about {_size(nbytes)} (estimated), more than the "
                          f"{_size(total)} of memory here")
+
+
+# ------------------------------------------------------------------ the headline
+def _cell(value: object) -> str:
+    return " ".join(str(value).split()).replace("|", "\\|")
+
+
+def print_table(title: str, rows: list[tuple[str, str]] | list[dict], file: Any = None) -> None:
+    """Print a command's headline result as a small markdown table after a ``title`` line.
+
+    rows: ``(what, value)`` pairs, drawn as ``| what | value |``; or dicts, one a row, the
+    first dict's keys the header (a key missing from a later row is an empty cell). Values are
+    printed with ``str``; a ``|`` in a cell is escaped. ``file``: default ``sys.stdout``.
+    """
+    file = sys.stdout if file is None else file
+    dicts = [r for r in rows if isinstance(r, dict)]
+    pairs = [r for r in rows if isinstance(r, tuple) and len(r) == 2]
+    if dicts and len(dicts) == len(rows):
+        header = [_cell(k) for k in dicts[0]]
+        body = [[_cell(r.get(k, "")) for k in dicts[0]] for r in dicts]
+    elif len(pairs) == len(rows):
+        header, body = ["what", "value"], [[_cell(a), _cell(b)] for a, b in pairs]
+    else:
+        raise TypeError("print_table: rows must be (what, value) pairs or dicts, not a mix")
+    widths = [max(len(c) for c in col) for col in zip(header, *body, strict=False)]
+    lines = [title,
+             "| " + " | ".join(c.ljust(w) for c, w in zip(header, widths, strict=True)) + " |",
+             "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    lines += ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |" for row in body]
+    print("\n".join(lines), file=file, flush=True)
 
 
 # ------------------------------------------------------------------ run folders

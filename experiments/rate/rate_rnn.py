@@ -168,9 +168,14 @@ def main(argv=None) -> int:
     cli.check_memory(f"--hidden {filled.hidden}", 16 * filled.hidden ** 2)  # weights, grads, Adam
     cli.claim_out(config.out, resume=config.resume)
     summary = train_and_evaluate(config)
-    print(f"{summary['task']}: performance {summary['final_performance']:.4f} (goal "
-          f"{'≥' if summary['higher_is_better'] else '≤'} {summary['goal']}), steps to criterion "
-          f"{summary['steps_to_criterion']}", flush=True)
+    steps = filled.epochs * filled.steps_per_epoch
+    reached = summary["steps_to_criterion"]
+    cli.print_table(f"rate_rnn --task {summary['task']}: headline (from summary.json)", [
+        ("final performance (held-out trials)",
+         f"{summary['final_performance']:.4f} (goal {'≥' if summary['higher_is_better'] else '≤'} "
+         f"{summary['goal']}: {'met' if summary['reached_goal'] else 'not met'})"),
+        ("steps to criterion", f"not reached in {steps} steps" if reached is None
+         else f"{reached} ({summary['trials_to_criterion']} trials)")])
     return 0
 
 

@@ -188,10 +188,45 @@ def main(argv: list[str] | None = None) -> int:
                      4 * o.get("batch", 1) * o.get("hidden", 1) * 500)  # ≤ 500 steps an episode
     cli.claim_out(config.out, resume=config.resume)
     summary = train_and_evaluate(config)
-    measure = {k: summary[k] for k in ("episodes_to_solve", "trials_to_criterion",
-                                       "reinforce_over_supervised_median") if k in summary}
-    print(json.dumps(measure or summary["runs"], indent=1, default=str))
+    cli.print_table(f"reinforce --env {summary['env']}: headline (from summary.json)", headline(summary))
     return 0
+
+
+def _spread(stats: dict, unit: str) -> str:
+    """'median M (min A – max B) UNIT, R reached' from `_stats`."""
+    if stats["median"] is None:
+        return f"not reached ({stats['reached']} seeds)"
+    return (f"median {stats['median']:g} (min {stats['min']:g} – max {stats['max']:g}) {unit}, "
+            f"{stats['reached']} seeds reached")
+
+
+def headline(summary: dict) -> list[tuple[str, str]] | list[dict]:
+    """The numbers the README row and the docs page quote: (what, value) rows, or for the
+    bandit one row per agent of the first run."""
+    if summary["env"] == "bandit":
+        run_ = next(iter(summary["runs"].values()))
+        rows: list[dict] = []
+        for agent, numbers in run_["agents"].items():
+            horizon = max(numbers["cumulative_regret"], key=int)
+            optimal = next(k for k in numbers if k.startswith("optimal_arm_last_"))
+            rows.append({"agent": agent, f"cumulative regret at trial {horizon}":
+                         f"{numbers['cumulative_regret'][horizon]:.1f}",
+                         f"optimal arm, last {optimal.rsplit('_', 1)[1]} trials": f"{100 * numbers[optimal]:.1f} %"})
+        return rows
+    if summary["env"] == "cartpole":
+        rows2 = [(f"episodes to solve (mean return ≥ {summary['solved_threshold']} over 100)",
+                  _spread(summary["episodes_to_solve"], "episodes"))]
+        for label, r in summary["runs"].items():
+            solved = r["episodes_to_solve"]
+            rows2.append((f"{label}: episodes to solve, final mean return (100 eval episodes)",
+                          f"{solved if solved > 0 else 'not solved'}, "
+                          f"{r['final_eval_mean_return_100']:.1f}"))
+        return rows2
+    rows3 = [(f"{method}: trials to criterion (goal {summary['goal']})", _spread(stats, "trials"))
+             for method, stats in summary["trials_to_criterion"].items()]
+    ratio = summary["reinforce_over_supervised_median"]
+    rows3.append(("reinforce / supervised, medians", "–" if ratio is None else f"{ratio:.1f}×"))
+    return rows3
 
 
 if __name__ == "__main__":

@@ -280,7 +280,36 @@ def main(argv=None) -> int:
     summary["mnist"] = mnist(cfg, out, data)
     summary = write_summary(out, summary, started)
     print(f"wrote {out / 'summary.json'} ({summary['seconds_total']:.0f} s)")
+    cli.print_table("hebbian: headline (from summary.json)", headline(summary))
     return 0
+
+
+def headline(summary: dict) -> list[tuple[str, str]]:
+    """The numbers the README row and the docs page quote, as (what, value) rows."""
+    g, m = summary["gaussians"], summary["mnist"]
+    hebb = g["hebb"]
+    rows = [("plain Hebb: weight norm, first → last step",
+             f"{hebb['weight_norm_first']:.3g} → {hebb['weight_norm_last']:.3g} ({hebb['steps']} steps)")]
+    for name, oja in g["oja"].items():
+        steps = oja["steps_to_0.999"]
+        rows.append((f"Oja {name}: abs cosine to PC1 (the SVD's)",
+                     f"{abs(oja['final_cosine']):.4f} ({abs(oja['svd_cosine']):.4f}); ≥ 0.999 "
+                     + (f"after {steps} steps" if steps is not None else "never")))
+    sanger = g["sanger"]
+    rows += [("Sanger 4 of 10-D: largest principal angle (the SVD's)",
+              f"{max(sanger['principal_angles_deg']):.2f}° ({max(sanger['svd_principal_angles_deg']):.2f}°)"),
+             ("Sanger: orthogonality error ‖WᵀW − I‖_F", f"{sanger['orthogonality_error']:.2e}")]
+    units = m["units"]
+    rows += [(f"{units['count']} {units['rule']} units: never winning",
+              str((units["final"] or {}).get("units_never_winning", "–"))),
+             (f"{units['count']} {units['rule']} units + softmax readout: test accuracy",
+              f"{100 * m['readout']['test_acc']:.2f} %")]
+    for k, spaces in m["kmeans"].items():
+        if k.startswith("k="):
+            for space, res in spaces.items():
+                rows.append((f"k-means {k} on {space}: test accuracy by cluster label",
+                             f"{100 * res['test_label_acc']:.2f} %"))
+    return rows
 
 
 if __name__ == "__main__":

@@ -267,7 +267,41 @@ def main(argv=None) -> int:
         summary["versus_sklearn"] = versus_sklearn(cfg, data, min(5, cfg.epochs))
     summary = write_summary(out, summary, started)
     print(f"wrote {out / 'summary.json'} ({summary['seconds_total']:.0f} s)")
+    cli.print_table("perceptron: headline (from summary.json)", headline(summary))
     return 0
+
+
+def _pct(value) -> str:
+    return "–" if value is None else f"{100 * value:.2f} %"
+
+
+def headline(summary: dict) -> list[tuple[str, str]]:
+    """The numbers the README row and the docs page quote, as (what, value) rows."""
+    sep, xor_, runs = summary["separable"], summary["xor"], summary["mnist"]
+    rows = [("separable: mistakes / Novikoff bound (R/γ)²",
+             f"{sep['mistakes']} / {sep['novikoff_bound']:.0f} "
+             f"({'within' if sep['within_bound'] else 'OVER'} the bound, {sep['epochs_to_converge']} epochs)"),
+            ("XOR: perceptron's fewest errors in an epoch (of 4)",
+             f"{xor_['perceptron_min_errors']} (not learned in "
+             f"{len(xor_['perceptron_errors_per_epoch'])} epochs)" if xor_["perceptron_min_errors"]
+             else "0 (learned)"),
+            ("XOR: Dense(4)-Tanh-Dense(2) correct (of 4)", str(xor_["net_correct"]))]
+    final = runs["perceptron"]["final"] or {}
+    rows += [("MNIST perceptron, averaged: test accuracy", _pct(final.get("test_acc_averaged"))),
+             ("MNIST perceptron, last weights: test accuracy", _pct(final.get("test_acc")))]
+    for name in ("sgd-perceptron-criterion", "sgd-hinge"):
+        rows.append((f"MNIST {name}: test accuracy", _pct((runs[name]["final"] or {}).get("test_acc"))))
+    versus = summary.get("versus_sklearn")
+    if versus and "skipped" in versus:
+        rows.append(("scikit-learn comparison", versus["skipped"]))
+    elif versus:
+        ours = versus["jaxnn_averaged_perceptron"]
+        rows.append((f"jaxnn averaged perceptron, {versus['epochs']} epochs",
+                     f"{_pct(ours['test_acc_averaged'])} in {ours['seconds']:.2f} s"))
+        for name in ("sklearn_Perceptron", "sklearn_SGDClassifier_perceptron_averaged"):
+            rows.append((f"{name}, {versus['epochs']} epochs",
+                         f"{_pct(versus[name]['test_acc'])} in {versus[name]['seconds']:.2f} s"))
+    return rows
 
 
 if __name__ == "__main__":
