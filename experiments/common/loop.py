@@ -53,6 +53,7 @@ import numpy as np
 
 from experiments.common import cli
 from experiments.common.cli import ArgumentParser, UsageError, cli_main
+from jaxnn.train.checkpoint import pid_alive
 
 START = time.perf_counter()  # import time of this module: the start of the process, near enough
 _STARTUP = None  # set once the first run has booked the process's start-up
@@ -111,19 +112,6 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this id runs on this host."""
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def write_atomic(path: Path, text: str | bytes) -> None:

@@ -287,7 +287,7 @@ def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     """Whether process `pid` runs on this host (this process always does)."""
     if pid == os.getpid():
         return True
@@ -349,7 +349,7 @@ class Checkpoints:
         writer's partial file is never touched."""
         for name in os.listdir(self.directory):
             m = _PARTIAL.match(name)
-            if m and not _alive(int(m.group(1))):
+            if m and not pid_alive(int(m.group(1))):
                 (self.directory / name).unlink(missing_ok=True)
 
     def restore(self, step: int, template: Any) -> Any:
