@@ -17,6 +17,8 @@ import os
 import signal
 import sys
 
+from tests._files import FileWrapper
+
 
 class _Events:
     """Counts events; SIGKILLs this process at event `die_at`."""
@@ -41,7 +43,6 @@ def toy(argv):
 
     from experiments.common import cli, loop
     from jaxnn.train import checkpoint
-    from tests._files import FileWrapper
 
     p = cli.parser("python -m tests._fault_child toy")
     p.add_argument("--out", required=True)
@@ -134,11 +135,12 @@ def start_toy(argv, log):
     return proc
 
 
-class _KilledMidWrite:
+class _KilledMidWrite(FileWrapper):
     """A file that lets two writes through, then flushes them to disk and SIGKILLs the process."""
 
     def __init__(self, f):
-        self.f, self.writes = f, 0
+        super().__init__(f)
+        self.writes = 0
 
     def write(self, data):
         if self.writes == 2:
@@ -147,15 +149,6 @@ class _KilledMidWrite:
             os.kill(os.getpid(), signal.SIGKILL)
         self.writes += 1
         return self.f.write(data)
-
-    def __getattr__(self, name):
-        return getattr(self.f, name)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.f.close()
 
 
 def main():

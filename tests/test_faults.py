@@ -26,6 +26,7 @@ from experiments import train_lenet
 from experiments.common import loop
 from jaxnn import data as jdata
 from jaxnn.train import checkpoint
+from tests._files import FileWrapper
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--train-subset", "192", "--test-subset", "32", "--batch-size", "32", "--epochs", "2",
@@ -141,23 +142,11 @@ def _toy_cli(tmp_path, epochs=2, resume=False):
                                                resume=resume) and 0)
 
 
-class _NoSpace:
+class _NoSpace(FileWrapper):
     """A file whose writes fail with ENOSPC."""
-
-    def __init__(self, f):
-        self.f = f
 
     def write(self, data):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-    def __getattr__(self, name):
-        return getattr(self.f, name)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.f.close()
 
 
 def test_a_full_disk_at_the_start_is_one_line_and_leaves_nothing(tmp_path, monkeypatch, capsys):

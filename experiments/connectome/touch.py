@@ -43,6 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from experiments.common import cli
 from experiments.common.loop import LoopConfig, UsageError, fold_epoch_key, run, write_atomic
 from experiments.connectome.ensemble import ensemble_step, init_ensemble
 from jaxnn.losses import Loss
@@ -301,23 +302,23 @@ def run_touch(cfg: Config) -> dict:
     return summary
 
 
-def headline(summary: dict) -> str:
-    lines = [f"touch circuit ({len(summary['neurons'])} neurons, Varshney 2011 wiring), margin "
-             f"{summary['margin']}",
-             f"  solved: real wiring {summary['fraction_solved_real']:.2f} of {summary['models']} "
-             f"models; degree-preserving shuffles {summary['fraction_solved_shuffled']:.2f} of "
-             f"{summary['models_shuffled']}",
-             "  pre -> post   synapses  fraction excitatory (solving models)  Chalfie 1985 hypothesis"]
-    for r in summary["sign_table"]:
-        frac = "   -" if r["fraction_excitatory"] is None else f"{r['fraction_excitatory']:.2f}"
-        lines.append(f"  {r['pre']:>4} -> {r['post']:<4} {r['synapses']:>6}      {frac:>6}"
-                     f"                                {r['chalfie_1985_hypothesis'] or ''}")
-    return "\n".join(lines)
+def headline(summary: dict) -> None:
+    """Print the fraction solved and the inferred sign of each connection as tables."""
+    cli.print_table(f"touch circuit ({len(summary['neurons'])} neurons, Varshney 2011 wiring), "
+                    f"margin {summary['margin']}", [
+        ("solved, real wiring", f"{summary['fraction_solved_real']:.2f} of {summary['models']} models"),
+        ("solved, degree-preserving shuffles",
+         f"{summary['fraction_solved_shuffled']:.2f} of {summary['models_shuffled']} models")])
+    cli.print_table("inferred chemical signs (solving models)", [
+        {"pre -> post": f"{r['pre']} -> {r['post']}", "synapses": r["synapses"],
+         "fraction excitatory": "-" if r["fraction_excitatory"] is None else f"{r['fraction_excitatory']:.2f}",
+         "Chalfie 1985 hypothesis": r["chalfie_1985_hypothesis"] or ""}
+        for r in summary["sign_table"]])
 
 
 def main(cfg: Config) -> int:
     summary = run_touch(cfg)
-    print(headline(summary), flush=True)
+    headline(summary)
     return 0
 
 

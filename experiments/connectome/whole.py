@@ -41,6 +41,7 @@ import jax
 import numpy as np
 import optax
 
+from experiments.common import cli
 from experiments.common.loop import LoopConfig, UsageError, fold_epoch_key, run, write_atomic
 from experiments.connectome.ensemble import ensemble_step, init_ensemble
 from jaxnn.neuro import tasks
@@ -197,22 +198,23 @@ def run_whole(cfg: Config) -> dict:
     return summary
 
 
-def headline(summary: dict) -> str:
-    lines = [f"whole connectome ({summary['neurons']} neurons), task {summary['task']} "
-             f"(goal {summary['goal']})",
-             f"  {'condition':<14} {'edges':>6} {'final perf mean ± sd [min, max]':>34}  "
-             f"steps to {summary['goal']:.0%} / to {LOWER_CRITERION:.0%} (per seed)"]
+def headline(summary: dict) -> None:
+    """Print each wiring's final performance and steps to the two criteria as a table."""
+    rows = []
     for name, r in summary["conditions"].items():
         f = r["final_performance"]
-        lines.append(f"  {name:<14} {r['chemical_edges']:>6}   {f['mean']:.3f} ± {f['sd']:.3f} "
-                     f"[{f['min']:.3f}, {f['max']:.3f}]    {r['steps_to_criterion']['per_seed']} / "
-                     f"{r['steps_to_lower_criterion']['per_seed']}")
-    return "\n".join(lines)
+        rows.append({"condition": name, "edges": r["chemical_edges"],
+                     "final performance, mean ± sd [min, max]":
+                         f"{f['mean']:.3f} ± {f['sd']:.3f} [{f['min']:.3f}, {f['max']:.3f}]",
+                     f"steps to {summary['goal']:.0%} (per seed)": r["steps_to_criterion"]["per_seed"],
+                     f"steps to {LOWER_CRITERION:.0%} (per seed)": r["steps_to_lower_criterion"]["per_seed"]})
+    cli.print_table(f"whole connectome ({summary['neurons']} neurons), task {summary['task']} "
+                    f"(goal {summary['goal']})", rows)
 
 
 def main(cfg: Config) -> int:
     summary = run_whole(cfg)
-    print(headline(summary), flush=True)
+    headline(summary)
     return 0
 
 
