@@ -416,7 +416,7 @@ def _run(config: LoopConfig, out: Path, times: dict, t_run: float, startup: floa
             if i % log_every == log_every - 1:
                 _check_finite(name, metrics, finite, leaf_names, epoch, ckpt, config.on_nan, False)
                 if bar is not None:
-                    bar.set_postfix(loss=f"{float(m['loss']):.4f}",
+                    bar.set_postfix(loss=f"{float(jnp.mean(m['loss'])):.4f}",  # the mean over an ensemble
                                     steps_s=f"{n_steps / (time.perf_counter() - t_epoch):.1f}")
                     bar.update(i + 1 - bar.n)
         if not metrics:
