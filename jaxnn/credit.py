@@ -236,7 +236,7 @@ def init_feedback(method: str, params: Params, key: jax.Array, *,
     if method == "dfa":
         if dfa_shapes is None:
             raise ValueError("credit 'dfa': the feedback matrices need the block shapes "
-                             "(dfa_block_shapes(model, params, input_shape))")
+                             "(dfa_block_shapes(model, input_shape))")
         out_shape, blocks = dfa_shapes
         c, dtype = int(np.prod(out_shape)), ws[-1].dtype
         drawn = _draw(feedback_init, key, [(c, int(np.prod(s))) for s in blocks], [dtype] * len(blocks))
