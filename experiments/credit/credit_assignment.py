@@ -39,6 +39,7 @@ import numpy as np
 
 import jaxnn
 from experiments import train_lenet
+from experiments.common import cli
 from experiments.common.loop import (
     ArgumentParser,
     LoopConfig,
@@ -73,6 +74,8 @@ class Settings:
     holdout: int = 5000
     variant: str = "modern"
     output_scale: float = 0.1
+    max_shift: int = 2
+    weight_decay: float = 0.05
     train_subset: int | None = None
     test_subset: int | None = None
     learning_rates: tuple = ()        # per-method overrides "fa=1e-3"
@@ -101,6 +104,7 @@ def lenet_config(s: Settings, dataset: str, method: str, seed: int, *, lr: float
     optimizer = optimizer or train_lenet.Config().optimizer
     return train_lenet.Config(grad="manual", epochs=epochs, learning_rate=lr, seed=seed,
                               optimizer=optimizer, variant=s.variant,
+                              max_shift=s.max_shift, weight_decay=s.weight_decay,
                               dataset=dataset, data_dir=resolve_data_dir(s.data_dir), out=str(out),
                               chunk=s.chunk, progress=s.progress, plots=False,
                               train_subset=s.train_subset, test_subset=s.test_subset)
@@ -319,6 +323,10 @@ def parse_args(argv=None) -> Settings:
     p.add_argument("--output-scale", type=float, default=0.1,
                    help="the output layer's initial weights times this, for every method (1: "
                         "train_lenet's init); feedback alignment needs a small initial readout")
+    p.add_argument("--max-shift", type=cli.nonnegative_int, default=2,
+                   help="augment: translate each training image by up to this many pixels (0: off)")
+    p.add_argument("--weight-decay", type=cli.nonnegative_float, default=0.05,
+                   help="AdamW's decoupled weight decay (train_lenet's default)")
     p.add_argument("--data-dir", default=None, help="folder holding mnist/ and fashion-mnist/ "
                    "(default: $JAXNN_DATA_DIR, or its parent when it names one dataset)")
     p.add_argument("--chunk", type=train_lenet._chunk_arg, default=train_lenet.BACKEND,
@@ -336,7 +344,7 @@ def parse_args(argv=None) -> Settings:
                  learning_rates=tuple(a.lr_for), tune=a.tune, tune_grid=tuple(a.tune_grid),
                  tune_epochs=a.tune_epochs, tune_methods=tuple(a.tune_methods), data_dir=a.data_dir,
                  chunk=a.chunk, progress=a.progress, quick=q, variant=a.variant,
-                 output_scale=a.output_scale)
+                 output_scale=a.output_scale, max_shift=a.max_shift, weight_decay=a.weight_decay)
     if s.epochs < 1 or s.tune_epochs < 1 or s.holdout < 1:
         raise UsageError("--epochs, --tune-epochs and --holdout must be positive")
     if not (np.isfinite(s.output_scale) and s.output_scale >= 0):
