@@ -10,7 +10,8 @@ in (0, 1), Euler steps of dt, α_i = dt / τ_i:
     z_t = f_{t−1} A + x_t U + b,      A = W − g (diag(d) − G),   d_i = Σ_j G_ij
     v_t = v_{t−1} + α ⊙ (z_t − v_{t−1}) + √(2 α₀) σ ξ_t,        f_t = σ(v_t)
 
-from v_0 = 0 (so f_0 = 1/2), ξ_t standard normal, α₀ = dt / tau the nominal rate (the noise
+from v_0 = 0 (so f_0 = 1/2), ξ_t standard normal (the whole sequence in one draw,
+`jaxnn.layers.recurrent.recurrent_noise`), α₀ = dt / tau the nominal rate (the noise
 amplitude is a constant, not a function of the trained τ). W[i, j] is the chemical weight from
 presynaptic neuron i onto postsynaptic j (the connectome's `chemical[i, j]` convention); the gap
 term is the row-vector form of g Σ_j G_ij (f_j − f_i), which sums to 0 over the neurons for a
@@ -68,6 +69,7 @@ from jax import lax
 
 from jaxnn.core import Layer, check_input, check_shape, fail, make_stateful_layer
 from jaxnn.layers._checks import finite_real
+from jaxnn.layers.recurrent import recurrent_noise
 
 NAME = "ConnectomeRNN"
 
@@ -298,8 +300,7 @@ def connectome_layer(spec: ConnectomeSpec, dtype=jnp.float32) -> Layer:
         drive = jnp.swapaxes(x, 0, 1) @ eff.U + params.b[None, None, :]
         xi = None
         if key is not None:
-            xi = (jax.random.normal(key, drive.shape, jnp.float32).astype(dt_)
-                  * float(np.sqrt(2 * alpha0) * spec.noise))
+            xi = recurrent_noise(key, drive.shape, dt_) * float(np.sqrt(2 * alpha0) * spec.noise)
         f, e = connectome_scan(A, drive, xi, alpha)
         y = jnp.swapaxes(f, 0, 1) @ _c(spec.readout * spec.readout_scale, dt_)
         return y, (f, e, x)
@@ -316,7 +317,7 @@ def connectome_layer(spec: ConnectomeSpec, dtype=jnp.float32) -> Layer:
         delta = connectome_scan_backward(A, alpha, f, g)
         p = alpha[None, None, :] * delta
         f_prev = jnp.concatenate([jnp.full_like(f[:1], 0.5), f[:-1]], axis=0)
-        dA = jnp.einsum("tbi,tbj->ij", f_prev, p)
+        dA = f_prev.reshape(-1, n).T @ p.reshape(-1, n)  # Σ_t f_{t−1}ᵀ p_t as one 2-D product
         C = _c(spec.chemical, dt_)
         if mode == "synapse":
             d_chem, d_sign = C * dA, ()
@@ -328,7 +329,7 @@ def connectome_layer(spec: ConnectomeSpec, dtype=jnp.float32) -> Layer:
                 d_sign = ()
         d_gap = -eff.g * jnp.sum(dA * lap_)
         d_tau = jnp.einsum("tbn,tbn->n", delta, e) * alpha * (1 - alpha)
-        dU = jnp.einsum("bti,tbn->in", x, p)
+        dU = jnp.swapaxes(x, 0, 1).reshape(-1, n_in).T @ p.reshape(-1, n)
         dx = jnp.swapaxes(p @ eff.U.T, 0, 1)
         return ConnectomeParams(d_chem, d_sign, d_gap, d_tau, dU * eff.U, p.sum((0, 1))), dx
 
