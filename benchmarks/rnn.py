@@ -98,11 +98,10 @@ def make_jaxnn(method, T, threads, network="rate"):
     return run
 
 
-def make_pytorch(T, threads, network="rate"):
+def torch_networks():
+    """The two networks written for PyTorch: (EIRNN, Connectome) classes."""
     import torch
 
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
     n_exc = int(round(EXC * HIDDEN))
 
     class EIRNN(torch.nn.Module):
@@ -156,6 +155,15 @@ def make_pytorch(T, threads, network="rate"):
                 rates.append(f)
             return torch.stack(rates, 0) @ self.R
 
+    return EIRNN, Connectome
+
+
+def make_pytorch(T, threads, network="rate"):
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    EIRNN, Connectome = torch_networks()
     net = Connectome(connectome_spec()) if network == "connectome" else EIRNN()
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     criterion = torch.nn.CrossEntropyLoss()
