@@ -141,6 +141,18 @@ STUDIES: tuple[Study, ...] = (
               Figure("curves.png", "reinforce_cartpole.png",
                      "CartPole-v1 by REINFORCE, short run: mean return of the last 100 episodes."),
           )),
+    Study("connectome_touch", "experiments.connectome",
+          ("--experiment", "touch", "--no-progress", "--out", "{out}"), (
+              Figure("plots/circuit_signs.png", "connectome_touch_signs.png",
+                     "Touch-withdrawal circuit on its real wiring: the fraction of the 64 solving models "
+                     "in which each chemical synapse came out excitatory (full run)."),
+          )),
+    Study("connectome_whole", "experiments.connectome",
+          ("--experiment", "whole", "--no-progress", "--out", "{out}"), (
+              Figure("plots/controls.png", "connectome_whole_controls.png",
+                     "Whole connectome on the perceptual decision task against its controls, 5 seeds "
+                     "each (full run)."),
+          )),
     Study("compare_backprop", "experiments.backprop.compare_backprop",
           ("--quick", "--repeats", "1", "--out", "{out}"), (
               Figure("compare.png", "compare_backprop.png",
