@@ -33,6 +33,7 @@ import os
 import statistics
 import sys
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -120,20 +121,30 @@ def load(s: Settings, dataset: str):
     return (x[:-s.holdout], y[:-s.holdout]), (x[-s.holdout:], y[-s.holdout:]), test
 
 
-def train_one(s: Settings, dataset: str, method: str, seed: int, lr: float, epochs: int,
-              data, out: Path, *, evaluate_test: bool = True, optimizer: str | None = None) -> list[dict]:
-    """One run on the shared loop; returns its metrics rows (one per epoch)."""
-    train_set, val_set, test_set = data
-    given = lenet_config(s, dataset, method, seed, lr=lr, epochs=epochs, out=out, optimizer=optimizer)
-    config = given.resolved()
+class Run(NamedTuple):
+    """What one run is built from: its resolved config, model, loss, credit rule, step, the
+    initialiser of (params, model_state) and the names of its weight layers."""
+    config: Any
+    model: Any
+    loss: Any
+    rule: Any
+    train: Any
+    init_model: Any
+    weight_names: list
+
+
+def build(s: Settings, dataset: str, method: str, seed: int, lr: float, epochs: int, out: Path,
+          n_train: int, optimizer: str | None = None) -> Run:
+    """The pieces of one run (the same for training it and for measuring it afterwards)."""
+    config = lenet_config(s, dataset, method, seed, lr=lr, epochs=epochs, out=out,
+                          optimizer=optimizer).resolved()
     model = train_lenet.build_model(config)
     loss = jaxnn.losses.softmax_cross_entropy()
-    steps = len(train_set[0]) // config.batch_size
+    steps = n_train // config.batch_size
     rule = credit.rule(loss, method, key=jax.random.fold_in(jax.random.key(seed), FEEDBACK_KEY),
                        model=model, input_shape=LENET5_INPUT_SHAPE,
                        chunk=config.chunk if isinstance(config.chunk, int) else None)
     train = jaxnn.make_step(model, rule, train_lenet.make_optimizer(config, steps))
-    eval_fn = jaxnn.eval_step(model, loss, chunk=given.eval_chunk())
     names = [n for n, _ in lenet5_stages(config.variant)]
 
     @jax.jit
@@ -143,13 +154,28 @@ def train_one(s: Settings, dataset: str, method: str, seed: int, lr: float, epoc
 
     weight_names = [names[int(p.strip("[]"))] for p, _ in credit.weight_layers(
         jax.eval_shape(init_model)[0])]
+    return Run(config, model, loss, rule, train, init_model, weight_names)
+
+
+def probe_key(seed: int) -> jax.Array:
+    """The key of the alignment measurement of seed `seed` (Dropout-free models ignore it)."""
+    return jax.random.key(10_000 + seed)
+
+
+def train_one(s: Settings, dataset: str, method: str, seed: int, lr: float, epochs: int,
+              data, out: Path, *, evaluate_test: bool = True, optimizer: str | None = None) -> list[dict]:
+    """One run on the shared loop; returns its metrics rows (one per epoch)."""
+    train_set, val_set, test_set = data
+    given = lenet_config(s, dataset, method, seed, lr=lr, epochs=epochs, out=out, optimizer=optimizer)
+    config, model, loss, rule, train, init_model, weight_names = build(
+        s, dataset, method, seed, lr, epochs, out, len(train_set[0]), optimizer)
+    eval_fn = jaxnn.eval_step(model, loss, chunk=given.eval_chunk())
     probe = (train_set[0][:ALIGNMENT_IMAGES], train_set[1][:ALIGNMENT_IMAGES])
-    probe_key = jax.random.key(10_000 + seed)
 
     @jax.jit
     def alignment(state, probe):  # the probe an argument, not a constant folded into the program
         return credit.alignment(model, loss, rule, state.params, state.model_state, probe,
-                                state.rule_state, probe_key)
+                                state.rule_state, probe_key(seed))
 
     def evaluate(state, epoch):
         out = {"val_error": 1 - train_lenet.evaluate_in_batches(
