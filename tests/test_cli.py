@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from experiments import train_lenet
 from experiments.backprop import compare_backprop, curve_agreement, own_layer
 from experiments.common import cli, launch, loop
+from experiments.credit import credit_assignment
 from experiments.lenet import filters, lenet_table
 from experiments.rate import rate_rnn, rate_rnn_table, spikes
 from experiments.reward import reinforce
@@ -57,6 +58,10 @@ COMMANDS = {
         "--seed": SEED, "--seeds": P_INT, "--epochs": P_INT, "--batch": P_INT, "--hidden": P_INT,
         "--lr": P_FLOAT, "--gamma": P_FLOAT}),
     "vision.visual_hierarchy": (visual_hierarchy.main, [], {"--seed": SEED}),
+    "credit.credit_assignment": (credit_assignment.main, [], {
+        "--seeds": SEED, "--epochs": P_INT, "--holdout": P_INT, "--train-subset": P_INT,
+        "--test-subset": P_INT, "--tune-grid": P_FLOAT, "--tune-epochs": P_INT,
+        "--output-scale": NN_FLOAT, "--max-shift": NN_INT, "--weight-decay": NN_FLOAT}),
     "common.launch": (launch.main, [], {"--num-processes": P_INT, "--devices-per-process": P_INT,
                                         "--timeout": P_FLOAT, "--port": P_INT}),
 }

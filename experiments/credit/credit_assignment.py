@@ -6,6 +6,7 @@ direct feedback alignment (DFA) and sign symmetry (uSF, brSF, frSF), beside BioT
     python -m experiments.credit.credit_assignment --out runs/credit --datasets mnist \\
         --methods backprop fa --seeds 0 1 2 --epochs 12
     python -m experiments.credit.credit_assignment --out runs/credit --tune    # LR sweep first
+    python -m experiments.credit.credit_assignment --out runs/c1 --methods fa --freeze C1
 
 Every method × dataset × seed is one run of the shared loop (experiments/common/loop.py) in
 --out/<dataset>/<method>-seed<seed>/ (metrics.csv, checkpoints, summary.json). A finished run is
@@ -37,6 +38,7 @@ from typing import Any, NamedTuple
 
 import jax
 import numpy as np
+import optax
 
 import jaxnn
 from experiments import train_lenet
@@ -62,6 +64,7 @@ LABELS = {"backprop": "backprop", "fa": "FA", "dfa": "DFA", "usf": "uSF", "brsf"
           "frsf": "frSF"}
 FEEDBACK_KEY = 0xFB  # the feedback of seed s is drawn from fold_in(key(s), FEEDBACK_KEY)
 ALIGNMENT_IMAGES = 128  # the fixed batch the angles are measured on (the first training batch)
+FREEZABLE = ("C1", "C3", "C5", "F6", "output")  # the weight layers of both variants
 QUICK = {"epochs": 2, "train_subset": 12000, "test_subset": 2000, "holdout": 2000}
 
 
@@ -77,6 +80,7 @@ class Settings:
     output_scale: float = 0.1
     max_shift: int = 2
     weight_decay: float = 0.05
+    freeze: tuple = ()                # weight layers kept at their initial values ("C1", ...)
     train_subset: int | None = None
     test_subset: int | None = None
     learning_rates: tuple = ()        # per-method overrides "fa=1e-3"
@@ -144,8 +148,12 @@ def build(s: Settings, dataset: str, method: str, seed: int, lr: float, epochs: 
     rule = credit.rule(loss, method, key=jax.random.fold_in(jax.random.key(seed), FEEDBACK_KEY),
                        model=model, input_shape=LENET5_INPUT_SHAPE,
                        chunk=config.chunk if isinstance(config.chunk, int) else None)
-    train = jaxnn.make_step(model, rule, train_lenet.make_optimizer(config, steps))
     names = [n for n, _ in lenet5_stages(config.variant)]
+    optimizer = train_lenet.make_optimizer(config, steps)
+    if s.freeze:  # the frozen layers' updates (weight decay included) set to zero
+        optimizer = optax.chain(optimizer, optax.masked(optax.set_to_zero(),
+                                                        tuple(n in s.freeze for n in names)))
+    train = jaxnn.make_step(model, rule, optimizer)
 
     @jax.jit
     def init_model():
@@ -191,7 +199,7 @@ def train_one(s: Settings, dataset: str, method: str, seed: int, lr: float, epoc
     loop = LoopConfig(out=str(out), epochs=epochs, seed=seed, resume=resume, progress=s.progress,
                       plots=False)
     cfg = {**dataclasses.asdict(config), "method": method, "holdout": s.holdout,
-           "feedback_key": f"fold_in(key({seed}), {FEEDBACK_KEY})"}
+           "feedback_key": f"fold_in(key({seed}), {FEEDBACK_KEY})", "frozen": list(s.freeze)}
     run(loop, init=lambda: train.init(*init_model()), step=train.step,
         batches=lambda e: train_lenet.EpochBatches(config, train_set[0], train_set[1], e),
         evaluate=evaluate, config_dict=cfg, name=f"{dataset} {method} seed {seed}")
@@ -258,6 +266,7 @@ def run_all(s: Settings) -> dict:
                              f"on the validation error of seed 0 after {s.tune_epochs} epochs, per dataset")
                             if s.tune else "nothing: every method uses train_lenet's settings"
                             + (f" except the learning rates given {fixed}" if fixed else ""),
+                   "frozen": list(s.freeze) or "nothing",
                    "feedback_init": "He-normal of each weight's shape (fa; |.| for frsf/brsf magnitudes); "
                                     "DFA: He-normal of the (10, D_k) matrix; uSF magnitude mean|W| per layer",
                    "alignment": "angle between the method's update and backprop's gradient of each weight "
@@ -331,28 +340,31 @@ def parse_args(argv=None) -> Settings:
                    help=f"a minutes-long subset: {QUICK} (and one seed unless --seeds is given)")
     p.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     p.add_argument("--methods", nargs="+", default=list(credit.METHODS), choices=credit.METHODS)
-    p.add_argument("--seeds", nargs="+", type=int, default=None, help="default 0 1 2 (0 with --quick)")
-    p.add_argument("--epochs", type=int, default=None, help="default 12 (train_lenet's; 2 with --quick)")
-    p.add_argument("--holdout", type=int, default=None,
+    p.add_argument("--seeds", nargs="+", type=cli.seed, default=None, help="default 0 1 2 (0 with --quick)")
+    p.add_argument("--epochs", type=cli.positive_int, default=None, help="default 12 (train_lenet's; 2 with --quick)")
+    p.add_argument("--holdout", type=cli.positive_int, default=None,
                    help="training images held out as the validation split (default 5000)")
-    p.add_argument("--train-subset", type=int, default=None, help="use the first N training images")
-    p.add_argument("--test-subset", type=int, default=None)
+    p.add_argument("--train-subset", type=cli.positive_int, default=None, help="use the first N training images")
+    p.add_argument("--test-subset", type=cli.positive_int, default=None)
     p.add_argument("--lr-for", nargs="*", default=[], metavar="METHOD=LR",
                    help="a learning rate for one method (default: train_lenet's 2e-3 for all)")
     p.add_argument("--tune", action="store_true", help="sweep the learning rate of --tune-methods on "
                    "the validation split first (seed 0, --tune-epochs epochs, per dataset)")
     p.add_argument("--tune-methods", nargs="+", default=["fa", "dfa"], choices=credit.METHODS)
-    p.add_argument("--tune-grid", nargs="+", type=float, default=[5e-4, 1e-3, 2e-3, 4e-3])
-    p.add_argument("--tune-epochs", type=int, default=3)
+    p.add_argument("--tune-grid", nargs="+", type=cli.positive_float, default=[5e-4, 1e-3, 2e-3, 4e-3])
+    p.add_argument("--tune-epochs", type=cli.positive_int, default=3)
     p.add_argument("--variant", default="modern", choices=("modern", "classic"),
                    help="LeNet-5 variant (jaxnn.models.lenet5): ReLU + max pool, or tanh + average pool")
-    p.add_argument("--output-scale", type=float, default=0.1,
+    p.add_argument("--output-scale", type=cli.nonnegative_float, default=0.1,
                    help="the output layer's initial weights times this, for every method (1: "
                         "train_lenet's init); feedback alignment needs a small initial readout")
     p.add_argument("--max-shift", type=cli.nonnegative_int, default=2,
                    help="augment: translate each training image by up to this many pixels (0: off)")
     p.add_argument("--weight-decay", type=cli.nonnegative_float, default=0.05,
                    help="AdamW's decoupled weight decay (train_lenet's default)")
+    p.add_argument("--freeze", nargs="+", default=[], choices=FREEZABLE, metavar="LAYER",
+                   help=f"keep these weight layers at their initial values ({', '.join(FREEZABLE)}): "
+                        "does a layer's learning matter under a method?")
     p.add_argument("--data-dir", default=None, help="folder holding mnist/ and fashion-mnist/ "
                    "(default: $JAXNN_DATA_DIR, or its parent when it names one dataset)")
     p.add_argument("--chunk", type=train_lenet._chunk_arg, default=train_lenet.BACKEND,
@@ -370,11 +382,8 @@ def parse_args(argv=None) -> Settings:
                  learning_rates=tuple(a.lr_for), tune=a.tune, tune_grid=tuple(a.tune_grid),
                  tune_epochs=a.tune_epochs, tune_methods=tuple(a.tune_methods), data_dir=a.data_dir,
                  chunk=a.chunk, progress=a.progress, quick=q, variant=a.variant,
-                 output_scale=a.output_scale, max_shift=a.max_shift, weight_decay=a.weight_decay)
-    if s.epochs < 1 or s.tune_epochs < 1 or s.holdout < 1:
-        raise UsageError("--epochs, --tune-epochs and --holdout must be positive")
-    if not (np.isfinite(s.output_scale) and s.output_scale >= 0):
-        raise UsageError(f"--output-scale must be a finite number >= 0, got {s.output_scale}")
+                 output_scale=a.output_scale, max_shift=a.max_shift, weight_decay=a.weight_decay,
+                 freeze=tuple(dict.fromkeys(a.freeze)))
     parse_lrs(s.learning_rates)
     return s
 
