@@ -31,7 +31,8 @@ jax.config.update("jax_numpy_dtype_promotion", "strict")
 SLOW_FIRST = ("test_faults.py", "test_sharding.py", "test_train_lenet.py", "test_rate_rnn.py",
               "test_filters.py", "test_reinforce_experiment.py", "test_compare_backprop.py",
               "test_benchmarks.py", "test_spikes_experiment.py", "test_own_layer.py",
-              "test_lab_notebook.py", "test_connectome.py", "test_credit.py", "test_docs.py")
+              "test_lab_notebook.py", "test_connectome.py", "test_credit.py", "test_credit_experiment.py",
+              "test_docs.py")
 
 
 def pytest_collection_modifyitems(config, items):
