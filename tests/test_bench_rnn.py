@@ -1,5 +1,6 @@
 """benchmarks.rnn: its quick path writes the rows it promises, and the PyTorch connectome network it
-times against runs the same dynamics as jaxnn's (so the comparison is like for like)."""
+times against runs the same dynamics as jaxnn's (so the comparison is like for like); the same for
+benchmarks.loop_product's two loops."""
 
 import json
 
@@ -7,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from benchmarks import rnn
+from benchmarks import loop_product, rnn
 
 
 def test_quick_rate_rows(tmp_path):
@@ -50,3 +51,23 @@ def test_pytorch_connectome_runs_jaxnn_dynamics():
             getattr(net, name).copy_(torch.tensor(np.array(value)))
         got = net(torch.from_numpy(np.ascontiguousarray(x.transpose(1, 0, 2)))).numpy().transpose(1, 0, 2)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_loop_product_quick_rows(tmp_path):
+    result = loop_product.main(["--quick", "--out", str(tmp_path)])
+    saved = json.loads((tmp_path / "loop_product.json").read_text())
+    (row,) = saved["rows"]
+    assert row["N"] == 16 and row == result["rows"][0]
+    for name in ("jax loop", "jax one product"):
+        assert row["ms"][name] > 0 and row["gflops"][name] > 0
+    assert "| 16 |" in (tmp_path / "loop_product.md").read_text()
+
+
+def test_loop_product_loops_compute_the_same():
+    pytest.importorskip("torch", reason="PyTorch is in the [bench] extra")
+    jax_fns = loop_product.jax_contenders(7, 4, 5)
+    torch_fns = loop_product.torch_contenders(7, 4, 5, threads=1)
+    last = np.asarray(jax_fns["jax loop"]())[-1]
+    np.testing.assert_allclose(last, torch_fns["torch loop"]().numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(jax_fns["jax one product"]()),
+                               torch_fns["torch one product"]().numpy(), rtol=1e-4, atol=1e-5)
