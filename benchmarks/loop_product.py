@@ -32,15 +32,20 @@ def _ms(fn):
     return 1e3 * (time.perf_counter() - t0)
 
 
+def _data(n, batch, steps):
+    """The loop's matrix A (n, n) and inputs d (steps, batch, n), float32, the same for both."""
+    rng = np.random.default_rng(0)
+    a = (rng.standard_normal((n, n)) / np.sqrt(n)).astype(np.float32)
+    return a, rng.standard_normal((steps, batch, n), np.float32)
+
+
 def jax_contenders(n, batch, steps):
     """{"jax loop": fn, "jax one product": fn} on fixed random data; each fn blocks."""
     import jax
     import jax.numpy as jnp
     from jax import lax
 
-    rng = np.random.default_rng(0)
-    a = jnp.asarray((rng.standard_normal((n, n)) / np.sqrt(n)).astype(np.float32))
-    d = jnp.asarray(rng.standard_normal((steps, batch, n), np.float32))
+    a, d = (jnp.asarray(v) for v in _data(n, batch, steps))
 
     @jax.jit
     def loop(a, d):
@@ -63,9 +68,7 @@ def torch_contenders(n, batch, steps, threads):
     import torch
 
     torch.set_num_threads(threads)
-    rng = np.random.default_rng(0)
-    a = torch.from_numpy((rng.standard_normal((n, n)) / np.sqrt(n)).astype(np.float32))
-    d = torch.from_numpy(rng.standard_normal((steps, batch, n), np.float32))
+    a, d = (torch.from_numpy(v) for v in _data(n, batch, steps))
 
     def loop():
         with torch.no_grad():
